@@ -15,6 +15,8 @@ class NasbertConfig(_BaseConfig):
     `embedding_size` is E of the factorised embeddings (vocab x E, then E -> first block width);
     `hidden_size` is the width of the encoder's output (the teacher's hidden size, so the student's last
     hidden state can be distilled against the teacher's).
+    `embedding_projection` / `output_projection` = False drop the E -> w_1 and w_N -> H linears where the
+    sizes already agree (a hand-designed, BERT-shaped student); students from a supernet always have them.
     """
 
     model_type = "nasbert_student"
@@ -37,6 +39,8 @@ class NasbertConfig(_BaseConfig):
         initializer_range: float = 0.02,
         pad_token_id: int = 0,
         tie_word_embeddings: bool = True,
+        embedding_projection: bool = True,
+        output_projection: bool = True,
         **kwargs,
     ):
         # Own attributes first: transformers 5 validates in super().__init__.
@@ -54,6 +58,8 @@ class NasbertConfig(_BaseConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
+        self.embedding_projection = embedding_projection
+        self.output_projection = output_projection
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     @property

@@ -152,9 +152,9 @@ class NasbertLayer(nn.Module):
 class NasbertBlock(nn.Module):
     """The projection into this block's width, then its layers."""
 
-    def __init__(self, config: NasbertConfig, in_width: int, width: int, ops: list[str]):
+    def __init__(self, config: NasbertConfig, in_width: int, width: int, ops: list[str], projection: bool = True):
         super().__init__()
-        self.projection = nn.Linear(in_width, width)
+        self.projection = nn.Linear(in_width, width) if projection else nn.Identity()
         self.layers = nn.ModuleList(NasbertLayer(config, op, width) for op in ops)
 
     def forward(self, x, attn_mask, pad_mask):
@@ -164,13 +164,25 @@ class NasbertBlock(nn.Module):
         return x
 
 
+def _check_projections(config: NasbertConfig, first_width: int, last_width: int) -> None:
+    if not config.embedding_projection and config.embedding_size != first_width:
+        raise ValueError(f"embedding_projection=False needs embedding_size == the first block's width "
+                         f"({config.embedding_size} != {first_width})")
+    if not config.output_projection and config.hidden_size != last_width:
+        raise ValueError(f"output_projection=False needs hidden_size == the last block's width "
+                         f"({config.hidden_size} != {last_width})")
+
+
 class NasbertEncoder(nn.Module):
     def __init__(self, config: NasbertConfig):
         super().__init__()
         blocks = config.blocks
         in_widths = [config.embedding_size] + [w for w, _ in blocks[:-1]]
-        self.blocks = nn.ModuleList(NasbertBlock(config, i, w, ops) for i, (w, ops) in zip(in_widths, blocks))
-        self.output_projection = nn.Linear(blocks[-1][0], config.hidden_size)
+        _check_projections(config, in_widths[0], blocks[-1][0])
+        self.blocks = nn.ModuleList(NasbertBlock(config, i, w, ops, projection=n > 0 or config.embedding_projection)
+                                    for n, (i, (w, ops)) in enumerate(zip(in_widths, blocks)))
+        self.output_projection = (nn.Linear(blocks[-1][0], config.hidden_size) if config.output_projection
+                                  else nn.Identity())
 
     def forward(self, x, attn_mask, pad_mask, output_hidden_states: bool = False):
         hidden_states = [x] if output_hidden_states else None

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny spaces and tiny BERT teachers made in the test (no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from search_space import SearchSpace
+
+
+@pytest.fixture
+def tiny_space() -> SearchSpace:
+    return SearchSpace.tiny()
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    values = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=64)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+@pytest.fixture
+def tiny_teacher() -> BertModel:
+    torch.manual_seed(0)
+    return BertModel(tiny_bert_config()).eval()
+
+
+def padded_batch(vocab_size: int, lengths: list[int], seq_len: int, seed: int = 0):
+    """input_ids (B, T) with pad id 0 after each length, and the matching attention mask."""
+    rng = np.random.default_rng(seed)
+    ids = torch.zeros(len(lengths), seq_len, dtype=torch.long)
+    mask = torch.zeros(len(lengths), seq_len, dtype=torch.long)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = torch.from_numpy(rng.integers(1, vocab_size, size=length))
+        mask[i, :length] = 1
+    return ids, mask
