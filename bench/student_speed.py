@@ -19,9 +19,9 @@ import torch
 from transformers import BertConfig, BertModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import interleaved_medians  # noqa: E402
+from timing import interleaved_medians
 
-from nasbert import NasbertConfig, NasbertModel  # noqa: E402
+from nasbert import NasbertConfig, NasbertModel
 
 
 def main() -> None:

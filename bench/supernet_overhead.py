@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import interleaved_medians  # noqa: E402
+from timing import interleaved_medians
 
-from nasbert.modeling_nasbert import padding_masks  # noqa: E402
-from nasbert.student import extract_student  # noqa: E402
-from search_space import SearchSpace  # noqa: E402
-from supernet import Supernet  # noqa: E402
+from nasbert.modeling_nasbert import padding_masks
+from nasbert.student import extract_student
+from search_space import SearchSpace
+from supernet import Supernet
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ Conventions (they must match the built modules exactly):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

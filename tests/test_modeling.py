@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import padded_batch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
-from conftest import padded_batch
 from nasbert import (
     NasbertConfig,
     NasbertForMaskedLM,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import padded_batch
 from transformers import BertConfig, BertModel
 
-from conftest import padded_batch
 from nasbert.student import extract_student
 from search_space import Arch, SearchSpace
 from supernet import ElasticLinear, Supernet

@@ -1,0 +1,5 @@
+import sys
+
+from nasbert.cli import main
+
+sys.exit(main())
