@@ -1,7 +1,6 @@
 """The `nasbert` command. Each stage registers a subcommand here; tools/*.py call the same functions.
 
-    nasbert arch "256:M,F,S5,F,I,I/512:M,F,M,F,M,F/..."     # validate an arch, print its size
-    nasbert space                                         # the search space and its size
+Subcommands live in nasbert/commands/, one module per stage, and register themselves with `@command`.
 """
 
 from __future__ import annotations
@@ -19,14 +18,12 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str):
-    """Register `run(args)` as subcommand `name`; the decorated function's `add_arguments` fills its parser."""
-    def register(add_arguments: Callable[[argparse.ArgumentParser], None]):
-        def attach(run: Callable[[argparse.Namespace], int | None]):
-            COMMANDS[name] = (add_arguments, run, help)
-            return run
-        return attach
-    return register
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """Decorator: register `run(args) -> exit code` as subcommand `name`, its flags added by `add_arguments`."""
+    def attach(run: Callable[[argparse.Namespace], int | None]):
+        COMMANDS[name] = (add_arguments, run, help)
+        return run
+    return attach
 
 
 def load_space(path: str | None) -> SearchSpace:
@@ -41,40 +38,9 @@ def load_space(path: str | None) -> SearchSpace:
         raise UserError(f"space file {path} is not a valid search space: {error}") from None
 
 
-def _space_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", help="JSON file of SearchSpace fields (default: NAS-BERT's space)")
-
-
-def _arch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch", help="arch string, e.g. 256:M,F,S5,F,I,I/512:M,F,M,F,M,F/...")
-    _space_arguments(parser)
-
-
-@command("arch", "validate an arch string and print its parameters and FLOPs")(_arch_arguments)
-def run_arch(args: argparse.Namespace) -> int:
-    return arch_info(args.arch, load_space(args.space))
-
-
-def arch_info(text: str, space: SearchSpace) -> int:
-    arch = space.validate(text)
-    print(f"arch        {arch}")
-    print(f"layers      {arch.num_layers} (identities dropped)")
-    print(f"params      {space.params(arch):,} (encoder and embeddings)")
-    print(f"FLOPs       {space.flops(arch) / 1e9:.3f} G at batch 1 x seq {space.seq_len}")
-    return 0
-
-
-@command("space", "print the search space and how many architectures it holds")(_space_arguments)
-def run_space(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    print(json.dumps(space.to_json(), indent=2))
-    per_block = space.num_block_candidates()
-    print(f"block candidates: {per_block:,}; whole models: {per_block:,}^{space.num_blocks} "
-          f"= {float(per_block) ** space.num_blocks:.2e}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import nasbert.commands  # noqa: F401  (registers every subcommand)
+
     parser = argparse.ArgumentParser(prog="nasbert", description="Compress a BERT-style teacher into small, fast "
                                      "task-agnostic students (NAS-BERT + ETD).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,0 +1,6 @@
+"""Subcommands of `nasbert`: each module registers its commands with `nasbert.cli.command` on import.
+
+Add a stage by adding a module here and one import line below.
+"""
+
+from nasbert.commands import info  # noqa: F401
