@@ -1,0 +1,171 @@
+"""ETD (Extract Then Distill) initialisation: teacher weights ordered by importance into the supernet.
+
+Every elastic op uses leading slices, so ordering the teacher's heads, FFN neurons and hidden dimensions
+by importance puts the most important part into every width's slice (ETD-Impt); ETD-Rand uses a random
+order instead. The importance scores follow DynaBERT (the same lab's code, see the literature notes):
+
+- head h of layer l:    sum over batches of |dL/dm_h|, m_h a head-mask variable multiplying the head's output;
+- FFN neuron i:         |sum_j W1_ij dL/dW1_ij + b1_i dL/db1_i| + |sum_j W2_ji dL/dW2_ji|   (first-order Taylor);
+- hidden dimension d:   sum over every hidden state (embeddings and each layer's output) of |sum h_d dL/dh_d|,
+                        the Taylor estimate of zeroing d in the residual stream; one order shared by all layers.
+
+L needs no MLM head: 15 % of the input tokens are replaced by [MASK] and L is the MSE between the teacher's
+last hidden state on that input and on the clean input (the clean one detached), i.e. how much each part
+helps the teacher recover masked tokens' representations.
+
+Mapping: super layer j of block n starts from teacher layer n*k + j//2 (k teacher layers per block): its M op
+from that layer's attention, its F op from its feed-forward; in/out projections start as the selections
+of the leading hidden dimensions (in_proj[r, order[r]] = 1, out_proj[order[r], r] = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nasbert.errors import UserError
+from nasbert.teacher import Teacher
+from supernet import Supernet
+
+
+@dataclass
+class ImportanceOrder:
+    """Descending-importance orders: hidden dims (H,), and per teacher layer heads (nh,) and neurons (4H,)."""
+
+    hidden: torch.Tensor
+    heads: list[torch.Tensor]
+    neurons: list[torch.Tensor]
+
+
+def random_order(teacher: Teacher, seed: int = 0) -> ImportanceOrder:
+    generator = torch.Generator().manual_seed(seed)
+    config = teacher.config
+    layers = config.num_hidden_layers
+    return ImportanceOrder(
+        hidden=torch.randperm(config.hidden_size, generator=generator),
+        heads=[torch.randperm(config.num_attention_heads, generator=generator) for _ in range(layers)],
+        neurons=[torch.randperm(config.intermediate_size, generator=generator) for _ in range(layers)],
+    )
+
+
+def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_id: int,
+                     seed: int = 0) -> ImportanceOrder:
+    """ETD-Impt orders from a few batches of input ids (B, T)."""
+    model = teacher.model
+    config = teacher.config
+    num_heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    layers = teacher.encoder_layers
+    head_masks = [torch.ones(num_heads, requires_grad=True) for _ in layers]
+
+    def mask_heads(layer_index: int):
+        def hook(module, inputs, output):
+            context = output[0]  # (B, T, H): the heads' outputs, concatenated
+            shape = context.shape
+            masked = (context.view(*shape[:-1], num_heads, head_dim) * head_masks[layer_index][:, None]).view(shape)
+            return (masked, *output[1:])
+        return hook
+
+    handles = [layer.attention.self.register_forward_hook(mask_heads(i)) for i, layer in enumerate(layers)]
+    # The embeddings are frozen: make their output a leaf that wants a gradient, for the hidden-dim scores.
+    handles.append(model.embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_()))
+    ffn_params = [p for layer in layers for p in (layer.intermediate.dense.weight, layer.intermediate.dense.bias,
+                                                  layer.output.dense.weight)]
+    was_training = model.training
+    model.eval()
+    for p in ffn_params:
+        p.requires_grad_(True)
+    head_scores = torch.zeros(len(layers), num_heads)
+    neuron_scores = torch.zeros(len(layers), config.intermediate_size)
+    hidden_scores = torch.zeros(config.hidden_size)
+    generator = torch.Generator().manual_seed(seed)
+    try:
+        for input_ids in batches:
+            with torch.no_grad():
+                clean = model(input_ids=input_ids).last_hidden_state
+            corrupt = input_ids.clone()
+            chosen = torch.rand(input_ids.shape, generator=generator) < 0.15
+            corrupt[chosen] = mask_token_id
+            out = model(input_ids=corrupt, output_hidden_states=True)
+            loss = (out.last_hidden_state - clean).pow(2).mean()
+            grads = torch.autograd.grad(loss, head_masks + ffn_params + list(out.hidden_states))
+            head_grads = grads[: len(layers)]
+            param_grads = grads[len(layers): len(layers) + len(ffn_params)]
+            state_grads = grads[len(layers) + len(ffn_params):]
+            for i, g in enumerate(head_grads):
+                head_scores[i] += g.abs()
+            for i, layer in enumerate(layers):
+                w1, b1, w2 = layer.intermediate.dense.weight, layer.intermediate.dense.bias, layer.output.dense.weight
+                g1, gb1, g2 = param_grads[3 * i: 3 * i + 3]
+                neuron_scores[i] += ((w1 * g1).sum(1) + b1 * gb1).abs().detach() + (w2 * g2).sum(0).abs().detach()
+            for h, g in zip(out.hidden_states, state_grads):
+                hidden_scores += (h * g).sum(dim=(0, 1)).abs().detach()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p in ffn_params:
+            p.requires_grad_(False)
+        model.train(was_training)
+    descending = dict(descending=True, stable=True)
+    return ImportanceOrder(hidden=hidden_scores.argsort(**descending),
+                           heads=[s.argsort(**descending) for s in head_scores],
+                           neurons=[s.argsort(**descending) for s in neuron_scores])
+
+
+def _head_rows(head_order: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Row indices of q/k/v outputs (and o inputs) with heads in the given order."""
+    return (head_order[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+
+
+@torch.no_grad()
+def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: ImportanceOrder) -> None:
+    """Copy the teacher's attention, FFN and LayerNorm weights (ordered) into the supernet, see module doc."""
+    space = supernet.space
+    config = teacher.config
+    hidden = config.hidden_size
+    teacher_head_dim = hidden // config.num_attention_heads
+    if space.head_dim != teacher_head_dim:
+        raise UserError(f"ETD needs the space's head dim to equal the teacher's ({teacher_head_dim}), "
+                        f"not {space.head_dim}")
+    w = min(space.max_width, hidden)  # dims beyond the teacher's stay as initialised
+    inner = min(space.ffn_ratio * space.max_width, config.intermediate_size)
+    hidden_idx = order.hidden[:w]
+    for n, block in enumerate(supernet.blocks):
+        block.in_proj.weight.zero_()
+        block.in_proj.bias.zero_()
+        block.in_proj.weight[torch.arange(w), hidden_idx] = 1.0
+        block.out_proj.weight.zero_()
+        block.out_proj.bias.zero_()
+        block.out_proj.weight[hidden_idx, torch.arange(w)] = 1.0
+        for j, layer in enumerate(block.layers):
+            t = n * teacher.layers_per_block + j // 2
+            source = teacher.encoder_layers[t]
+            rows = _head_rows(order.heads[t], teacher_head_dim)[:w]
+            if "M" in layer.ops:
+                attention = layer.ops["M"]
+                for name in ("query", "key", "value"):
+                    linear = getattr(source.attention.self, name)
+                    _copy_linear(getattr(attention, name), linear, rows, hidden_idx)
+                _copy_linear(attention.output, source.attention.output.dense, hidden_idx, rows)
+                _copy_norms(layer, "M", source.attention.output.LayerNorm, order.hidden)
+            if "F" in layer.ops:
+                ffn = layer.ops["F"]
+                neurons = order.neurons[t][:inner]
+                _copy_linear(ffn.intermediate, source.intermediate.dense, neurons, hidden_idx)
+                _copy_linear(ffn.output, source.output.dense, hidden_idx, neurons)
+                _copy_norms(layer, "F", source.output.LayerNorm, order.hidden)
+
+
+def _copy_linear(target, source: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> None:
+    """target.weight[:len(rows), :len(cols)] = source.weight[rows][:, cols]; bias likewise."""
+    target.weight[: len(rows), : len(cols)] = source.weight[rows][:, cols]
+    target.bias[: len(rows)] = source.bias[rows]
+
+
+def _copy_norms(layer, op: str, source: nn.LayerNorm, hidden_order: torch.Tensor) -> None:
+    for key, norm in layer.norms.items():
+        if key.startswith(f"{op}_"):
+            width = min(norm.normalized_shape[0], len(hidden_order))
+            norm.weight[:width] = source.weight[hidden_order[:width]]
+            norm.bias[:width] = source.bias[hidden_order[:width]]

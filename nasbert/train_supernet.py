@@ -1,0 +1,408 @@
+"""Stage 1, train-supernet: block-wise distillation of the weight-sharing supernet from a frozen teacher.
+
+    nasbert train-supernet --teacher DIR --train-file corpus.txt --output runs/sn --max-steps 2000
+    torchrun --nproc-per-node=2 -m nasbert train-supernet ...   # DDP: gloo on CPU, NCCL on CUDA
+
+Every step: one teacher forward gives the block-boundary states Y_0..Y_N; one uniform random path per
+block (seeded by the step, so identical on every rank); super block n reads Y_{n-1} and is trained to
+predict Y_n (MSE on real tokens). All blocks train in the same step. Rank 0 logs, writes and shows progress.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from nasbert.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from nasbert.data import CorpusSpec, EpochSampler, build_corpus
+from nasbert.distributed import DistributedContext, cleanup_distributed, init_distributed
+from nasbert.errors import UserError
+from nasbert.etd import importance_order, init_supernet_from_teacher, random_order
+from nasbert.losses import masked_mse
+from nasbert.masking import Masker
+from nasbert.teacher import load_teacher, teacher_space
+from search_space import Arch, SearchSpace
+from supernet import Supernet
+
+INITS = ("random", "etd-impt", "etd-rand")
+# Fields a resumed run may change; anything else must match the run's config.json.
+RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_every", "save_every", "keep_checkpoints", "log_every", "resume",
+                     "device"}
+
+
+@dataclass
+class TrainConfig:
+    teacher: str = ""
+    train_files: list[str] = field(default_factory=list)
+    output: str = ""
+    validation_files: list[str] | None = None
+    validation_fraction: float = 0.05
+    text_column: str = "text"
+    seq_len: int = 128
+    max_train_sequences: int | None = None
+    max_validation_sequences: int | None = 256
+    num_blocks: int | None = None
+    widths: list[int] | None = None
+    init: str = "random"
+    importance_batches: int = 4
+    batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+    epochs: float = 1.0
+    mlm_probability: float = 0.0
+    whole_word_mask: bool = False
+    eval_every: int = 200
+    eval_batches: int = 4
+    eval_paths: int = 4
+    save_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise UserError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
+        for name in ("batch_size", "grad_accum", "seq_len", "eval_every", "save_every", "eval_batches"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown training option {unknown[0]!r} in the config")
+        return cls(**values)
+
+
+class BlockwiseDistiller(nn.Module):
+    """Wraps the supernet so DDP sees one forward: per-block losses (N,) for one path."""
+
+    def __init__(self, supernet: Supernet):
+        super().__init__()
+        self.supernet = supernet
+
+    def forward(self, states: list[torch.Tensor], arch: Arch, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        losses = [masked_mse(self.supernet.forward_block(n, states[n], block, attention_mask), states[n + 1],
+                             attention_mask) for n, block in enumerate(arch)]
+        return torch.stack(losses)
+
+
+def path_for_step(space: SearchSpace, seed: int, step: int) -> Arch:
+    """The path of a step: a function of (seed, step) only, so every rank and every resume agree."""
+    return space.sample(np.random.default_rng([seed, step]))
+
+
+class SupernetRecipe:
+    """setup / train / save_checkpoint / cleanup, in the torchtune spirit."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.run_dir = Path(config.output)
+        self.step = 0
+        self.writer = None
+        self.path_sampler = lambda step: path_for_step(self.space, self.config.seed, step)
+
+    # ---- setup ------------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        config = self.config
+        if not config.output:
+            raise UserError("pass --output, the run folder")
+        if not config.teacher:
+            raise UserError("pass --teacher, a model folder or hub name")
+        self.ctx: DistributedContext = init_distributed(config.device)
+        checkpoint = self._check_run_dir()
+        torch.manual_seed(config.seed)
+        self.teacher = load_teacher(config.teacher, config.num_blocks, self.ctx.device)
+        self.space = teacher_space(self.teacher, tuple(config.widths) if config.widths else None)
+        corpus = CorpusSpec(config.train_files, config.validation_files, config.validation_fraction,
+                            config.text_column, config.seq_len, config.max_train_sequences,
+                            config.max_validation_sequences)
+        # Rank 0 tokenises first so the others read its cache.
+        if not self.ctx.is_main:
+            self.ctx.barrier()
+        self.data = build_corpus(corpus, self.teacher.tokenizer, config.seed)
+        if self.ctx.is_main:
+            self.ctx.barrier()
+        self.sampler = EpochSampler(len(self.data["train"]), config.batch_size, config.seed, self.ctx.rank,
+                                    self.ctx.world_size)
+        per_rank = config.batch_size // self.ctx.world_size
+        if per_rank % config.grad_accum:
+            raise UserError(f"the per-process batch {per_rank} does not split into {config.grad_accum} "
+                            f"accumulation steps")
+        self.total_steps = config.max_steps or max(1, int(config.epochs * self.sampler.batches_per_epoch))
+        self.masker = (Masker(self.teacher.tokenizer, config.mlm_probability, config.whole_word_mask,
+                              seed=config.seed * 1000 + self.ctx.rank) if config.mlm_probability > 0 else None)
+
+        self.supernet = Supernet(self.space).to(self.ctx.device)
+        if config.init != "random" and checkpoint is None:
+            self._etd_init()
+        self.distiller = BlockwiseDistiller(self.supernet)
+        self.model = (DistributedDataParallel(self.distiller, find_unused_parameters=True)
+                      if self.ctx.enabled else self.distiller)
+        self.optimizer = torch.optim.AdamW(self.supernet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        warmup, total = config.warmup_steps, self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total - s) / max(1, total - warmup))))
+        if checkpoint is not None:
+            self._load(checkpoint)
+        elif self.ctx.is_main:
+            self._write_config()
+        if self.ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _check_run_dir(self) -> Path | None:
+        """The checkpoint to resume from, if any; refuses to overwrite another run."""
+        config_file = self.run_dir / "config.json"
+        if not config_file.exists():
+            if self.run_dir.exists() and any(p.name != "tensorboard" for p in self.run_dir.iterdir()):
+                raise UserError(f"{self.run_dir} exists and is not a nasbert run; choose an empty or new --output")
+            return None
+        if not self.config.resume:
+            raise UserError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another "
+                            f"--output")
+        try:
+            saved = json.loads(config_file.read_text())["train"]
+        except (json.JSONDecodeError, KeyError):
+            raise UserError(f"{config_file} is corrupt; choose another --output") from None
+        mine = asdict(self.config)
+        for key, value in saved.items():
+            if key not in RESUMABLE_CHANGES and mine.get(key) != value:
+                raise UserError(f"--resume with {key}={mine.get(key)!r} but the run in {self.run_dir} used "
+                                f"{value!r}; resume with the same settings")
+        return newest_checkpoint(self.run_dir)
+
+    def _write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        teacher_config = self.teacher.config
+        payload = {"train": asdict(self.config), "space": self.space.to_json(),
+                   "teacher": {"name": self.teacher.name, "num_hidden_layers": teacher_config.num_hidden_layers,
+                               "hidden_size": teacher_config.hidden_size,
+                               "num_attention_heads": teacher_config.num_attention_heads},
+                   "world_size": self.ctx.world_size}
+        tmp = self.run_dir / "config.json.tmp"
+        tmp.write_text(json.dumps(payload, indent=2))
+        tmp.rename(self.run_dir / "config.json")
+
+    def _etd_init(self) -> None:
+        if self.config.init == "etd-rand":
+            order = random_order(self.teacher, self.config.seed)
+        else:
+            rows = min(len(self.data["train"]), self.config.importance_batches * 8)
+            ids = self.data["train"][:rows]["input_ids"].to(self.ctx.device)
+            order = importance_order(self.teacher, list(ids.split(8)), self.teacher.tokenizer.mask_token_id,
+                                     self.config.seed)
+        init_supernet_from_teacher(self.supernet, self.teacher, order)
+
+    # ---- training ---------------------------------------------------------------------------------------
+
+    def _batch(self, step: int) -> torch.Tensor:
+        _, rows = self.sampler.indices(step)
+        return self.data["train"][rows]["input_ids"]
+
+    def _autocast(self):
+        if self.ctx.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, Arch]:
+        """One optimizer step; returns the per-block losses (N,) averaged over accumulation, and the path."""
+        arch = self.path_sampler(step)
+        micro_batches = self._batch(step).split(self.config.batch_size // self.ctx.world_size // self.config.grad_accum)
+        total = torch.zeros(self.space.num_blocks)
+        for i, ids in enumerate(micro_batches):
+            ids = ids.to(self.ctx.device)
+            if self.masker is not None:
+                ids = self.masker(ids.cpu()).to(self.ctx.device)
+            with self._autocast():
+                states = self.teacher.block_states(ids)
+                sync = i == len(micro_batches) - 1 or not self.ctx.enabled
+                context = self.model.no_sync() if not sync else nullcontext()
+                with context:
+                    losses = self.model(states, arch, None)
+                    (losses.sum() / len(micro_batches)).backward()
+            total += losses.detach().float().cpu() / len(micro_batches)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, arch
+
+    def train(self) -> None:
+        config = self.config
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train-supernet", disable=not self.ctx.is_main,
+                   dynamic_ncols=True)
+        tokens_per_step = config.batch_size * config.seq_len
+        started, window_steps = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            losses, arch = self.train_step(self.step)
+            self.step += 1
+            if self.ctx.enabled and self.step % config.log_every == 0:
+                self._check_same_path(arch)
+            window_steps += 1
+            if self.ctx.is_main:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses.sum().item():.4f}")
+                elapsed = time.perf_counter() - started
+                tokens_per_s = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                self._log_train(losses, tokens_per_s)
+                if self.step % config.log_every == 0:
+                    started, window_steps = time.perf_counter(), 0
+            if self.step % config.eval_every == 0 or self.step == self.total_steps:
+                self.log_dev(self.evaluate())
+            if self.step % config.save_every == 0 or self.step == self.total_steps:
+                self.save_checkpoint()
+        bar.close()
+
+    def _check_same_path(self, arch: Arch) -> None:
+        """Every rank must train the same path; a mismatch would silently average unrelated gradients."""
+        paths = self.ctx.all_gather_object(str(arch))
+        if len(set(paths)) > 1:
+            raise RuntimeError(f"ranks sampled different paths at step {self.step}: {paths}")
+        if self.ctx.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as log:
+                log.write(json.dumps({"step": self.step, "paths_by_rank": paths}) + "\n")
+
+    def _log_train(self, losses: torch.Tensor, tokens_per_s: float) -> None:
+        lr = self.scheduler.get_last_lr()[0]
+        with open(self.run_dir / "metrics.jsonl", "a") as log:
+            log.write(json.dumps({"step": self.step, "train_loss_block": losses.tolist(), "lr": lr,
+                                  "tokens_per_s": tokens_per_s}) + "\n")
+        for n, loss in enumerate(losses.tolist()):
+            self.writer.add_scalar(f"train/loss_block{n + 1}", loss, self.step)
+        self.writer.add_scalar("train/loss_sum", losses.sum().item(), self.step)
+        self.writer.add_scalar("train/lr", lr, self.step)
+        self.writer.add_scalar("train/tokens_per_s", tokens_per_s, self.step)
+
+    # ---- evaluation ---------------------------------------------------------------------------------------
+
+    def eval_paths(self) -> dict[str, Arch]:
+        """Fixed paths: the teacher-shaped one (M,F,... at the largest width) and a few seeded random ones."""
+        paths = {"teacher_shaped": self.space.largest_arch()}
+        rng = np.random.default_rng([self.config.seed, 999_983])
+        for i in range(self.config.eval_paths):
+            paths[f"random{i}"] = self.space.sample(rng)
+        return paths
+
+    @torch.no_grad()
+    def evaluate(self, paths: dict[str, Arch] | None = None) -> dict[str, list[float]]:
+        """Dev loss per block for each path: {path name: [loss of block 1, ..., block N]}."""
+        paths = paths or self.eval_paths()
+        dev = self.data["validation"]
+        batch = max(1, self.config.batch_size // self.ctx.world_size // self.config.grad_accum)
+        totals = {name: torch.zeros(self.space.num_blocks) for name in paths}
+        count = 0
+        self.supernet.eval()
+        for start in range(0, min(len(dev), self.config.eval_batches * batch), batch):
+            ids = dev[start: start + batch]["input_ids"].to(self.ctx.device)
+            with self._autocast():
+                states = self.teacher.block_states(ids)
+                for name, arch in paths.items():
+                    totals[name] += self.distiller(states, arch, None).float().cpu()
+            count += 1
+        self.supernet.train()
+        return {name: (total / max(count, 1)).tolist() for name, total in totals.items()}
+
+    def log_dev(self, dev: dict[str, list[float]]) -> None:
+        if not self.ctx.is_main:
+            return
+        mean = np.mean([losses for losses in dev.values()], axis=0)
+        for n, loss in enumerate(mean):
+            self.writer.add_scalar(f"dev/loss_block{n + 1}", float(loss), self.step)
+        for n, loss in enumerate(dev["teacher_shaped"]):
+            self.writer.add_scalar(f"dev/teacher_shaped_block{n + 1}", loss, self.step)
+        with open(self.run_dir / "metrics.jsonl", "a") as log:
+            log.write(json.dumps({"step": self.step, "dev_loss_block": mean.tolist(), "dev": dev}) + "\n")
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+
+    def _rng_state(self) -> dict:
+        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "masker": self.masker.state_dict() if self.masker else None,
+                "cuda": torch.cuda.get_rng_state() if self.ctx.device.type == "cuda" else None}
+
+    def save_checkpoint(self) -> None:
+        rng_states = self.ctx.all_gather_object(self._rng_state())
+        if self.ctx.is_main:
+            objects = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            objects.update({f"rng-rank{r}": state for r, state in enumerate(rng_states)})
+            state = {"step": self.step, "data_position": self.step, "world_size": self.ctx.world_size,
+                     "epoch": self.step / self.sampler.batches_per_epoch, **self.extra_state()}
+            save_checkpoint(self.run_dir, self.step, self.supernet.state_dict(), objects, state,
+                            self.config.keep_checkpoints)
+        self.ctx.barrier()
+
+    def extra_state(self) -> dict:
+        """Further state for checkpoints (progressive shrinking adds its candidates here)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def _load(self, checkpoint: Path) -> None:
+        names = ["optimizer", "scheduler", f"rng-rank{self.ctx.rank}"]
+        model_state, objects, state = load_checkpoint(checkpoint, names)
+        if state.get("world_size", 1) != self.ctx.world_size:
+            raise UserError(f"checkpoint {checkpoint} was written by {state.get('world_size')} processes; resume "
+                            f"with the same number")
+        try:
+            self.supernet.load_state_dict(model_state)
+            self.optimizer.load_state_dict(objects["optimizer"])
+            self.scheduler.load_state_dict(objects["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise UserError(f"checkpoint {checkpoint} does not fit this run ({str(error).splitlines()[0]})") from None
+        rng = objects[f"rng-rank{self.ctx.rank}"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if self.masker and rng["masker"]:
+            self.masker.load_state_dict(rng["masker"])
+        if rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"])
+        self.step = state["step"]
+        self.load_extra_state(state)
+        if self.ctx.is_main:
+            print(f"resuming from {checkpoint} (step {self.step})")
+
+    def cleanup(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        cleanup_distributed()
+
+
+def train_supernet(config: TrainConfig) -> Path:
+    """Run (or resume) a supernet training; returns the run folder."""
+    created = not Path(config.output).exists()
+    recipe = SupernetRecipe(config)
+    try:
+        recipe.setup()
+        recipe.train()
+    except UserError:
+        if created and not config.resume:  # nothing half-written: a run that never started leaves no folder
+            shutil.rmtree(config.output, ignore_errors=True)
+        raise
+    finally:
+        recipe.cleanup()
+    return recipe.run_dir
