@@ -1,0 +1,67 @@
+"""How well the latency table predicts whole students: raw sums and calibrated, side by side.
+
+    python bench/latency_accuracy.py [--threads 2] [--samples 30] [--calibration-samples 30] [--output DIR]
+
+Profiles the default NAS-BERT space on this machine (batch 1 x seq 128 unless told otherwise), calibrates
+on random students of seed 1, validates on other random students of seed 0 (disjoint from the calibration
+set) measured end to end as NasbertModel, and prints MAPE, max |error|, share within +-10 % and Kendall tau
+for the raw table sums and the calibrated prediction. Targets: MAPE <= 5 %, all within +-10 %, tau >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nasbert.latency import calibrate, plot_validation, profile_space, validate
+from search_space import SearchSpace
+
+TARGETS = {"mape_percent": "<= 5", "max_abs_error_percent": "<= 10", "within_10_percent_fraction": "= 1",
+           "kendall_tau": ">= 0.9"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=30, help="validation students")
+    parser.add_argument("--calibration-samples", type=int, default=30)
+    parser.add_argument("--output", help="folder for lut.json and the plot (default: a temporary folder)")
+    args = parser.parse_args()
+    output = Path(args.output or tempfile.mkdtemp(prefix="latency_accuracy_"))
+
+    start = time.perf_counter()
+    table = profile_space(SearchSpace(), threads=args.threads, batch_size=args.batch_size, seq_len=args.seq_len)
+    profile_s = time.perf_counter() - start
+    print(f"profiled {len(table.entries())} entries of the default space in {profile_s:.1f} s "
+          f"under {table.conditions.describe()}")
+
+    start = time.perf_counter()
+    cal = calibrate(table, args.calibration_samples, seed=1)
+    factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
+    print(f"calibrated on {len(cal.archs)} students (seed 1) in {time.perf_counter() - start:.1f} s: "
+          f"constant {cal.constant_ms:+.3f} ms, {factors}")
+
+    result = validate(table, args.samples, seed=0)
+    table.validation = result.to_json()
+    table.save(output / "lut.json")
+    plot = plot_validation(result, output / "validation.png", title=f"{args.samples} random students, "
+                           f"{table.conditions.describe()}")
+    measured = result.measured_ms
+    print(f"validated on {len(measured)} other students (seed 0), measured {min(measured):.1f}-{max(measured):.1f} ms")
+    print(f"{'figure':<28}{'raw sum':>10}{'calibrated':>12}   target")
+    raw, calibrated = result.raw, result.calibrated
+    for key, target in TARGETS.items():
+        scale = 100 if key.endswith("_fraction") else 1
+        print(f"{key:<28}{raw[key] * scale:>10.3f}{calibrated[key] * scale:>12.3f}   {target}"
+              f"{' (%)' if scale == 100 else ''}")
+    print(f"table and plot: {output / 'lut.json'}, {plot}")
+
+
+if __name__ == "__main__":
+    main()

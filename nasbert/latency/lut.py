@@ -1,0 +1,410 @@
+"""The latency lookup table (`lut.json`): its format, the conditions it holds for, and the predictor.
+
+A table is measured once on the target device (`nasbert latency profile`) and answers, for any arch of
+its space, latency(arch) = embeddings + every projection (E->w_1, w_n->w_n+1, w_N->H) + every
+non-identity layer's (op, width) entry (+ heads). Calibration (`nasbert latency calibrate`) stores a
+correction fitted on whole students; once present it is used by default.
+
+Units live in the key names: every number of the measured sections is `*_ms` (or a dimensionless
+`*_factor`, `*_percent`, `*_fraction`, `*_count`, `*_tau`), or sits in a map whose name says so
+(`family_factor: {"M": 1.04}`). A table with a number that has no unit, or another unit, is refused, as
+is predicting for conditions (device, threads, batch, seq len, dtype, torch) other than the table's.
+
+    {"format": "nasbert-latency-table", "version": 1, "units": {"time": "ms"},
+     "conditions": {"device": "cpu", "device_name": "...", "threads": 2, "batch_size": 1, "seq_len": 128,
+                    "dtype": "float32", "torch_version": "2.13.0", "date": "2026-..."},
+     "space": {...SearchSpace fields...},
+     "embeddings": {"median_ms": 0.1, "iqr_ms": 0.01, "runs_count": 200},
+     "layers": {"M": {"128": {"median_ms": ..., ...}, ...}, "F": {...}, ...},
+     "projections": {"768->128": {...}, "128->192": {...}, ...},
+     "heads": {"pooler": {...}, "mlm": {...}, ...},
+     "calibration": {"constant_ms": ..., "family_factor": {"projection": ..., "M": ...}, ...},
+     "validation": {"raw": {"mape_percent": ..., ...}, "calibrated": {...}, ...}}
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasbert.errors import UserError
+from search_space import Arch, SearchSpace, get_op
+
+FORMAT = "nasbert-latency-table"
+VERSION = 1
+TIME_UNIT = "ms"
+# Suffixes a number's key (or the key of the map holding it) may carry, and what they mean.
+UNIT_SUFFIXES = {"_ms": "milliseconds", "_factor": "dimensionless multiplier", "_percent": "percent",
+                 "_fraction": "share between 0 and 1", "_count": "count", "_tau": "rank correlation"}
+FOREIGN_TIME_SUFFIXES = ("_s", "_sec", "_secs", "_seconds", "_us", "_usec", "_ns", "_msec", "_millis", "_ticks")
+UNITLESS_KEYS = {"version", "seed"}  # identifiers, not quantities
+MEASURED_SECTIONS = ("embeddings", "layers", "projections", "heads", "calibration", "validation", "profile")
+HEADS = ("pooler", "mlm", "classifier", "token_classifier", "qa")
+# The heads each model class runs after the encoder (NasbertModel has a pooler unless built without one).
+MODEL_HEADS = {"NasbertModel": ("pooler",), "NasbertForMaskedLM": ("mlm",),
+               "NasbertForSequenceClassification": ("pooler", "classifier"),
+               "NasbertForTokenClassification": ("token_classifier",), "NasbertForQuestionAnswering": ("qa",)}
+FAMILIES = ("projection", "M", "F", "S")  # what calibration fits one factor for
+
+
+class LatencyTableError(UserError):
+    """A table that cannot be used: unreadable, unit-less, for other conditions, or missing an entry."""
+
+
+def op_family(op: str) -> str:
+    """Calibration family of an op: separable convolutions of every kernel share one ("S")."""
+    return "S" if get_op(op).kernel_size > 0 else op
+
+
+def device_name(device: str) -> str:
+    """A human name of the device the numbers hold for: the CPU model, or the CUDA device's name."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What a latency holds for. `date` is recorded, never compared."""
+
+    device: str
+    device_name: str
+    threads: int
+    batch_size: int
+    seq_len: int
+    dtype: str
+    torch_version: str
+    date: str = ""
+
+    COMPARED = ("device", "device_name", "threads", "batch_size", "seq_len", "dtype", "torch_version")
+
+    @classmethod
+    def current(cls, device: str = "cpu", threads: int | None = None, batch_size: int = 1, seq_len: int = 128,
+                dtype: str = "float32") -> Conditions:
+        """The conditions of this machine and process for the given settings."""
+        device = "cuda" if device.startswith("cuda") else device
+        return cls(device=device, device_name=device_name(device), threads=int(threads or torch.get_num_threads()),
+                   batch_size=int(batch_size), seq_len=int(seq_len), dtype=str(dtype),
+                   torch_version=torch.__version__.split("+")[0],
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+    def mismatches(self, other: Conditions) -> list[str]:
+        """'name: ours vs theirs' for every compared field that differs."""
+        return [f"{name} {getattr(self, name)!r} vs {getattr(other, name)!r}" for name in self.COMPARED
+                if getattr(self, name) != getattr(other, name)]
+
+    def describe(self) -> str:
+        return (f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch_size}, "
+                f"seq {self.seq_len}, {self.dtype}, torch {self.torch_version}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Conditions:
+        types = {"device": str, "device_name": str, "threads": int, "batch_size": int, "seq_len": int, "dtype": str,
+                 "torch_version": str, "date": str}
+        if not isinstance(data, dict):
+            raise LatencyTableError(f"{where} has no 'conditions' block; re-profile it with `nasbert latency profile`")
+        missing = [k for k in types if k not in data]
+        if missing:
+            raise LatencyTableError(f"{where} does not record the condition(s) {', '.join(missing)} it was measured "
+                                    "under; re-profile it with `nasbert latency profile`")
+        wrong = [k for k, t in types.items() if not isinstance(data[k], t) or isinstance(data[k], bool)]
+        if wrong:
+            raise LatencyTableError(f"{where} has condition(s) of the wrong type: {', '.join(wrong)}")
+        return cls(**{k: data[k] for k in types})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One measured module: median and interquartile range of its time per call, in ms."""
+
+    median_ms: float
+    iqr_ms: float
+    runs_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"median_ms": round(self.median_ms, 6), "iqr_ms": round(self.iqr_ms, 6), "runs_count": self.runs_count}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Entry:
+        if not isinstance(data, dict) or not _is_number(data.get("median_ms")):
+            raise LatencyTableError(f"{where} has no median_ms; re-profile it with `nasbert latency profile`")
+        median = float(data["median_ms"])
+        if not median > 0:
+            raise LatencyTableError(f"{where} has a median_ms of {median}, which is not a positive time")
+        return cls(median, float(data.get("iqr_ms", 0.0)), int(data.get("runs_count", 0)))
+
+
+@dataclass
+class Calibration:
+    """latency = embeddings + heads + constant_ms + sum over families of family_factor[f] * raw sum of f."""
+
+    constant_ms: float
+    family_factor: dict[str, float]
+    seed: int = 0
+    archs: list[str] = field(default_factory=list)  # the students it was fitted on
+    heads: tuple[str, ...] = ("pooler",)  # the heads those students ran
+    fit: dict[str, float] = field(default_factory=dict)  # e.g. fit_mape_percent
+
+    def to_json(self) -> dict[str, Any]:
+        return {"constant_ms": round(self.constant_ms, 6),
+                "family_factor": {k: round(v, 6) for k, v in self.family_factor.items()},
+                "seed": self.seed, "samples_count": len(self.archs), "heads": list(self.heads),
+                "archs": list(self.archs), **{k: round(v, 6) for k, v in self.fit.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Calibration:
+        if not isinstance(data, dict) or not _is_number(data.get("constant_ms")) or not isinstance(
+                data.get("family_factor"), dict):
+            raise LatencyTableError(f"{where} has a calibration without constant_ms and family_factor; "
+                                    "run `nasbert latency calibrate` again")
+        factors = {str(k): float(v) for k, v in data["family_factor"].items()}
+        unknown = set(factors) - set(FAMILIES)
+        if unknown:
+            raise LatencyTableError(f"{where} calibrates unknown op families {sorted(unknown)}; "
+                                    f"known are {', '.join(FAMILIES)}")
+        fit = {k: float(v) for k, v in data.items() if k.endswith(("_percent", "_fraction", "_tau")) and _is_number(v)}
+        return cls(float(data["constant_ms"]), factors, int(data.get("seed", 0)), list(data.get("archs", [])),
+                   tuple(data.get("heads", ("pooler",))), fit)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _has_unit(key: str) -> bool:
+    return key.endswith(tuple(UNIT_SUFFIXES))
+
+
+def check_units(data: Mapping[str, Any], where: str) -> None:
+    """Refuse a table whose time unit is not ms, or where a number's key (or its map's key) names no unit."""
+    units = data.get("units")
+    if not isinstance(units, dict) or "time" not in units:
+        raise LatencyTableError(f"{where} does not say its units (no \"units\": {{\"time\": \"ms\"}}); "
+                                "re-profile it with `nasbert latency profile`")
+    if units["time"] != TIME_UNIT:
+        raise LatencyTableError(f"{where} has time unit {units['time']!r}, which this version does not read; "
+                                f"tables are in {TIME_UNIT}, re-profile it with `nasbert latency profile`")
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, path + [str(key)])
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                walk(value, path + [str(n)])
+        elif _is_number(node):
+            key, parent = path[-1], (path[-2] if len(path) > 1 else "")
+            dotted = ".".join(path)
+            if key.endswith(FOREIGN_TIME_SUFFIXES) or parent.endswith(FOREIGN_TIME_SUFFIXES):
+                raise LatencyTableError(f"{where} has {dotted} in a unit other than {TIME_UNIT}; tables hold "
+                                        f"times as *_{TIME_UNIT} only, re-profile it with `nasbert latency profile`")
+            if not (_has_unit(key) or _has_unit(parent) or key in UNITLESS_KEYS):
+                raise LatencyTableError(f"{where} has a number without a unit at {dotted} (key names must end "
+                                        f"in one of {', '.join(UNIT_SUFFIXES)}); re-profile it")
+
+    for section in MEASURED_SECTIONS:
+        if section in data:
+            walk(data[section], [section])
+    unknown = sorted(k for k, v in data.items() if k not in MEASURED_SECTIONS and k not in (
+        "format", "version", "units", "conditions", "space") and _is_number(v))
+    if unknown:
+        raise LatencyTableError(f"{where} has a number without a unit at {unknown[0]}; re-profile it")
+
+
+def projection_key(in_width: int, out_width: int) -> str:
+    return f"{in_width}->{out_width}"
+
+
+@dataclass
+class LatencyTable:
+    """Per-module latencies of one space under one set of conditions, and the predictor built on them."""
+
+    conditions: Conditions
+    space: SearchSpace
+    embeddings: Entry
+    layers: dict[str, dict[int, Entry]]  # op -> width -> entry
+    projections: dict[tuple[int, int], Entry]  # (in, out) -> entry
+    heads: dict[str, Entry] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    validation: dict[str, Any] | None = None
+    profile: dict[str, Any] = field(default_factory=dict)  # how it was measured: wall_ms, min_run_time_ms, ...
+    source: str = "the latency table"  # where it came from, for messages
+
+    # ---- conditions and space ---------------------------------------------------------------------------
+
+    def require(self, conditions: Conditions) -> None:
+        """Refuse to answer for conditions other than the table's (date excepted)."""
+        differences = self.conditions.mismatches(conditions)
+        if differences:
+            raise LatencyTableError(f"{self.source} was measured under other conditions ({'; '.join(differences)}, "
+                                    "table vs requested); profile a table under these conditions with "
+                                    "`nasbert latency profile` or request the table's")
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Refuse a space whose modules the table has not measured (other widths, ops, E, H or shapes)."""
+        mine, theirs = self.space, space
+        for name in ("hidden_size", "embedding_dim", "head_dim", "ffn_ratio", "vocab_size", "max_position_embeddings",
+                     "type_vocab_size"):
+            if getattr(mine, name) != getattr(theirs, name):
+                raise LatencyTableError(f"{self.source} was profiled for {name} {getattr(mine, name)}, not "
+                                        f"{getattr(theirs, name)}; profile this space with `nasbert latency profile`")
+        missing = [f"{op}@{w}" for op in theirs.ops for w in theirs.widths if w not in self.layers.get(op, {})]
+        if missing:
+            raise LatencyTableError(f"{self.source} has no entries for {', '.join(missing[:4])}"
+                                    f"{' ...' if len(missing) > 4 else ''}; profile this space with "
+                                    "`nasbert latency profile --space`")
+
+    # ---- prediction -------------------------------------------------------------------------------------
+
+    def layer_entry(self, op: str, width: int) -> Entry:
+        try:
+            return self.layers[op][width]
+        except KeyError:
+            raise LatencyTableError(f"{self.source} has no entry for op {op} at width {width}; profile the space "
+                                    "you search with `nasbert latency profile --space`") from None
+
+    def projection_entry(self, in_width: int, out_width: int) -> Entry:
+        try:
+            return self.projections[(in_width, out_width)]
+        except KeyError:
+            raise LatencyTableError(f"{self.source} has no entry for the projection {in_width}->{out_width}; "
+                                    "profile the space you search with `nasbert latency profile --space`") from None
+
+    def head_entry(self, head: str) -> Entry:
+        if head not in self.heads:
+            raise LatencyTableError(f"{self.source} has no entry for head {head!r}; it has "
+                                    f"{', '.join(self.heads) or 'none'}")
+        return self.heads[head]
+
+    def components_ms(self, arch: Arch | str, heads: Iterable[str] = ()) -> dict[str, float]:
+        """Raw table sums of one arch by part: embeddings, heads, and each calibration family."""
+        arch = Arch.parse(arch) if isinstance(arch, str) else arch
+        parts = dict.fromkeys(("embeddings", "heads") + FAMILIES, 0.0)
+        parts["embeddings"] = self.embeddings.median_ms
+        parts["heads"] = sum(self.head_entry(h).median_ms for h in heads)
+        for block in arch:
+            for op in block.active_ops:
+                parts[op_family(op)] += self.layer_entry(op, block.width).median_ms
+        for in_width, out_width in self.space.projection_widths(arch):
+            parts["projection"] += self.projection_entry(in_width, out_width).median_ms
+        return parts
+
+    def predict_ms(self, arch: Arch | str, heads: Iterable[str] = (), calibrated: bool | None = None) -> float:
+        """Predicted latency of `arch` in ms: the sum of its entries, corrected by the calibration if the table has
+        one (`calibrated=None`), or on request (True; refused without a calibration) / never (False)."""
+        parts = self.components_ms(arch, heads)
+        if calibrated is None:
+            calibrated = self.calibration is not None
+        if not calibrated:
+            return sum(parts.values())
+        if self.calibration is None:
+            raise LatencyTableError(f"{self.source} is not calibrated; run `nasbert latency calibrate` first")
+        cal = self.calibration
+        return (parts["embeddings"] + parts["heads"] + cal.constant_ms
+                + sum(cal.family_factor.get(f, 1.0) * parts[f] for f in FAMILIES))
+
+    # ---- the file ---------------------------------------------------------------------------------------
+
+    def entries(self) -> dict[str, Entry]:
+        """Every entry by a flat name: embeddings, layer/M/128, projection/768->128, head/pooler."""
+        flat = {"embeddings": self.embeddings}
+        flat.update({f"layer/{op}/{w}": e for op, by_width in self.layers.items() for w, e in by_width.items()})
+        flat.update({f"projection/{projection_key(*k)}": e for k, e in self.projections.items()})
+        flat.update({f"head/{h}": e for h, e in self.heads.items()})
+        return flat
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "units": {"time": TIME_UNIT},
+                                "conditions": self.conditions.to_json(), "space": self.space.to_json(),
+                                "embeddings": self.embeddings.to_json(),
+                                "layers": {op: {str(w): e.to_json() for w, e in sorted(by_width.items())}
+                                           for op, by_width in self.layers.items()},
+                                "projections": {projection_key(*k): e.to_json() for k, e in self.projections.items()},
+                                "heads": {h: e.to_json() for h, e in self.heads.items()}}
+        if self.profile:
+            data["profile"] = self.profile
+        if self.calibration is not None:
+            data["calibration"] = self.calibration.to_json()
+        if self.validation is not None:
+            data["validation"] = self.validation
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file, then rename), so a failure never leaves half a table."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_units(self.to_json(), str(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_json(), f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.source = str(path)
+        return path
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "the latency table") -> LatencyTable:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LatencyTableError(f"{where} is not a nasbert latency table (no \"format\": \"{FORMAT}\"); "
+                                    "make one with `nasbert latency profile`")
+        if data.get("version") != VERSION:
+            raise LatencyTableError(f"{where} has table version {data.get('version')!r}, this nasbert reads "
+                                    f"version {VERSION}; re-profile it")
+        check_units(data, where)
+        conditions = Conditions.from_json(data.get("conditions"), where)
+        try:
+            space = SearchSpace.from_json(data["space"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise LatencyTableError(f"{where} does not hold a valid search space ({error}); re-profile it") from None
+        for section in ("embeddings", "layers", "projections"):
+            if not isinstance(data.get(section), dict):
+                raise LatencyTableError(f"{where} has no '{section}' section; re-profile it")
+        try:
+            layers = {op: {int(w): Entry.from_json(e, f"{where} layers.{op}.{w}") for w, e in by_width.items()}
+                      for op, by_width in data["layers"].items()}
+            projections = {}
+            for key, e in data["projections"].items():
+                in_text, sep, out_text = key.partition("->")
+                if not sep:
+                    raise ValueError(f"projection key {key!r} is not in->out")
+                projections[(int(in_text), int(out_text))] = Entry.from_json(e, f"{where} projections.{key}")
+        except (AttributeError, ValueError) as error:
+            raise LatencyTableError(f"{where} has a malformed entry ({error}); re-profile it") from None
+        heads = {h: Entry.from_json(e, f"{where} heads.{h}") for h, e in (data.get("heads") or {}).items()}
+        calibration = Calibration.from_json(data["calibration"], where) if "calibration" in data else None
+        return cls(conditions, space, Entry.from_json(data["embeddings"], f"{where} embeddings"), layers, projections,
+                   heads, calibration, data.get("validation"), data.get("profile") or {}, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LatencyTableError(f"latency table {path} does not exist; make one with `nasbert latency profile`") \
+                from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise LatencyTableError(f"latency table {path} is not readable JSON ({error})") from None
+        return cls.from_json(data, str(path))

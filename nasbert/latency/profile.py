@@ -1,0 +1,118 @@
+"""`nasbert latency profile`: time every module a student of the space can contain, on this device.
+
+Entries are the standalone student's own modules (nasbert.modeling_nasbert), each fed what it gets in a
+real forward pass at batch B and seq len T:
+
+    embeddings          NasbertEmbeddings     input_ids (B, T)    -> (B, T, E)
+    layer (op, w)       NasbertLayer           (B, T, w)           -> (B, T, w)     op + residual + LayerNorm
+    projection i->o     nn.Linear(i, o)        (B, T, i)           -> (B, T, o)     E->w, w->w', w->H
+    heads               pooler (B, T, H) -> (B, H); mlm (B, T, H) -> (B, T, vocab);
+                        classifier (B, H) -> (B, 2); token_classifier and qa (B, T, H) -> (B, T, 2)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nasbert.errors import UserError
+from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
+from nasbert.latency.measure import fixed_threads, resolve_device, resolve_dtype, time_call
+from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
+from nasbert.student import student_config
+from search_space import SearchSpace
+
+# A task: (table name, build the module, build its input) -> timed as module(input)
+Task = tuple[str, Callable[[], nn.Module], Callable[[], tuple]]
+
+
+def profile_tasks(space: SearchSpace, batch_size: int, seq_len: int, device: torch.device, dtype: torch.dtype,
+                  heads: tuple[str, ...] = HEADS) -> list[Task]:
+    """Every entry of the space's table, as a module factory and an input factory."""
+    config = student_config(space, space.largest_arch())
+    e, h = space.embedding_dim, space.hidden_size
+
+    def hidden(width: int) -> Callable[[], tuple]:
+        return lambda: (torch.randn(batch_size, seq_len, width, device=device, dtype=dtype),)  # (B, T, w)
+
+    def ids() -> tuple:
+        return (torch.randint(1, space.vocab_size, (batch_size, seq_len), device=device),)  # (B, T)
+
+    tasks: list[Task] = [("embeddings", lambda: NasbertEmbeddings(config), ids)]
+    for op in space.ops:
+        for w in space.widths:
+            tasks.append((f"layer/{op}/{w}", lambda op=op, w=w: _Layer(NasbertLayer(config, op, w)), hidden(w)))
+    pairs = [(e, w) for w in space.widths] + [(a, b) for a in space.widths for b in space.widths]
+    pairs += [(w, h) for w in space.widths]
+    for i, o in dict.fromkeys(pairs):  # unique, in order (E or H may equal a width)
+        tasks.append((f"projection/{i}->{o}", lambda i=i, o=o: nn.Linear(i, o), hidden(i)))
+    head_modules: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple]]] = {
+        "pooler": (lambda: NasbertPooler(config), hidden(h)),
+        "mlm": (lambda: NasbertLMHead(config), hidden(h)),
+        "classifier": (lambda: nn.Linear(h, 2), lambda: (torch.randn(batch_size, h, device=device, dtype=dtype),)),
+        "token_classifier": (lambda: nn.Linear(h, 2), hidden(h)),
+        "qa": (lambda: nn.Linear(h, 2), hidden(h)),
+    }
+    for head in heads:
+        if head not in head_modules:
+            raise UserError(f"unknown head {head!r}; known heads are {', '.join(head_modules)}")
+        tasks.append((f"head/{head}", *head_modules[head]))
+    return tasks
+
+
+class _Layer(nn.Module):
+    """A NasbertLayer called as the encoder calls it without padding (no masks)."""
+
+    def __init__(self, layer: NasbertLayer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x, None, None)
+
+
+def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None = None, batch_size: int = 1,
+                  seq_len: int = 128, dtype: str = "float32", min_run_time_s: float = 0.4,
+                  heads: tuple[str, ...] = HEADS, progress: bool = True) -> LatencyTable:
+    """Measure every entry of `space`'s table under these conditions and return the table (unsaved)."""
+    if batch_size < 1 or seq_len < 1:
+        raise UserError(f"batch size and seq len must be positive, got {batch_size} and {seq_len}")
+    if seq_len > space.max_position_embeddings:
+        raise UserError(f"seq len {seq_len} is longer than the space's max_position_embeddings "
+                        f"{space.max_position_embeddings}")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    conditions = Conditions.current(device, threads, batch_size, seq_len, dtype)
+    start = time.perf_counter()
+    measured: dict[str, Entry] = {}
+    with fixed_threads(conditions.threads):
+        tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
+        for name, make_module, make_input in tqdm(tasks, desc="profiling", unit="entry", disable=not progress):
+            torch.manual_seed(0)
+            module = make_module().eval().to(device=torch_device, dtype=torch_dtype)
+            inputs = make_input()
+            measured[name] = time_call(lambda module=module, inputs=inputs: module(*inputs), conditions.threads,
+                                       min_run_time_s)
+            del module, inputs
+    layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
+    projections: dict[tuple[int, int], Entry] = {}
+    head_entries: dict[str, Entry] = {}
+    for name, entry in measured.items():
+        kind, _, rest = name.partition("/")
+        if kind == "layer":
+            op, w = rest.split("/")
+            layers[op][int(w)] = entry
+        elif kind == "projection":
+            i, o = rest.split("->")
+            projections[(int(i), int(o))] = entry
+        elif kind == "head":
+            head_entries[rest] = entry
+    wall_ms = (time.perf_counter() - start) * 1e3
+    return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
+                        profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
+                                 "entries_count": len(measured)})

@@ -1,0 +1,251 @@
+"""The latency table: contents, predictor, units and conditions, calibration round trip, the command line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from nasbert.cli import main
+from nasbert.latency import (
+    LatencyTable,
+    LatencyTableError,
+    accuracy,
+    fit_calibration,
+    measure_model_ms,
+    profile_space,
+    sample_archs,
+)
+from nasbert.latency.lut import FAMILIES, op_family
+from nasbert.registration import save_student
+from nasbert.student import build_student
+from search_space import SearchSpace
+
+FAST = ["--min-run-time", "0.01", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    return SearchSpace.tiny()
+
+
+@pytest.fixture(scope="module")
+def table(space) -> LatencyTable:
+    return profile_space(space, threads=1, batch_size=1, seq_len=16, min_run_time_s=0.01, progress=False)
+
+
+@pytest.fixture
+def lut_file(table, tmp_path):
+    path = tmp_path / "lut.json"
+    replace(table, calibration=None, validation=None).save(path)
+    return path
+
+
+@pytest.fixture
+def space_file(space, tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(space.to_json()))
+    return path
+
+
+def one_sentence_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# ---- the table ------------------------------------------------------------------------------------------
+
+
+def test_table_holds_every_op_width_and_nothing_else(space, table):
+    assert set(table.layers) == set(space.ops)
+    for op in space.ops:
+        assert set(table.layers[op]) == set(space.widths)
+    e, h, widths = space.embedding_dim, space.hidden_size, space.widths
+    wanted = {(e, w) for w in widths} | {(a, b) for a in widths for b in widths} | {(w, h) for w in widths}
+    assert set(table.projections) == wanted
+    assert set(table.heads) == {"pooler", "mlm", "classifier", "token_classifier", "qa"}
+    assert all(entry.median_ms > 0 and entry.iqr_ms >= 0 for entry in table.entries().values())
+    cond = table.conditions
+    assert (cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype) == ("cpu", 1, 1, 16, "float32")
+    assert cond.torch_version and cond.device_name and cond.date
+
+
+def test_profile_restores_the_thread_count(space):
+    before = torch.get_num_threads()
+    profile_space(space, threads=before + 1, seq_len=8, min_run_time_s=0.001, heads=(), progress=False)
+    assert torch.get_num_threads() == before
+
+
+def test_prediction_is_the_sum_of_the_arch_entries(space, table):
+    arch = space.validate("32:M,S5,I,I/16:F,F,S3,M")
+    expected = (table.embeddings.median_ms
+                + table.projections[(32, 32)].median_ms  # E -> 32
+                + table.layers["M"][32].median_ms + table.layers["S5"][32].median_ms
+                + table.projections[(32, 16)].median_ms
+                + 2 * table.layers["F"][16].median_ms + table.layers["S3"][16].median_ms
+                + table.layers["M"][16].median_ms
+                + table.projections[(16, 32)].median_ms)  # 16 -> H
+    assert table.predict_ms(arch) == pytest.approx(expected, rel=1e-12)
+    with_pooler = table.predict_ms(arch, heads=("pooler",))
+    assert with_pooler == pytest.approx(expected + table.heads["pooler"].median_ms, rel=1e-12)
+    assert sum(table.components_ms(arch, ("pooler",)).values()) == pytest.approx(with_pooler, rel=1e-12)
+
+
+def test_missing_entries_are_refused(table):
+    with pytest.raises(LatencyTableError, match="no entry for op F at width 64"):
+        table.predict_ms("64:F/16:M")
+    with pytest.raises(LatencyTableError, match="hidden_size 32, not 48"):
+        table.check_space(SearchSpace.tiny(hidden_size=48))
+
+
+def test_file_round_trips(table, lut_file):
+    loaded = LatencyTable.load(lut_file)
+    assert loaded.conditions == table.conditions and loaded.space == table.space
+    assert loaded.entries().keys() == table.entries().keys()
+    arch = "16:S3,M,F,I/32:M,M,M,M"
+    assert loaded.predict_ms(arch) == pytest.approx(table.predict_ms(arch, calibrated=False), rel=1e-5)
+
+
+# ---- units and conditions -------------------------------------------------------------------------------
+
+
+def _edit(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("units"), "does not say its units"),
+    (lambda d: d.update(units={"time": "s"}), "time unit 's'"),
+    (lambda d: d["layers"]["M"]["16"].update(median=d["layers"]["M"]["16"].pop("median_ms")),
+     "number without a unit at layers.M.16.median"),
+    (lambda d: d["layers"]["M"]["16"].update(spread=0.1), "number without a unit at layers.M.16.spread"),
+    (lambda d: d["embeddings"].update(median_s=d["embeddings"].pop("median_ms")), "unit other than ms"),
+    (lambda d: d.update(total=3.0), "number without a unit at total"),
+    (lambda d: d["conditions"].pop("threads"), "does not record the condition"),
+    (lambda d: d.update(format="something-else"), "not a nasbert latency table"),
+])
+def test_unitless_or_foreign_files_are_refused(lut_file, edit, message):
+    _edit(lut_file, edit)
+    with pytest.raises(LatencyTableError, match=message):
+        LatencyTable.load(lut_file)
+
+
+def test_other_conditions_are_refused(table):
+    cond = table.conditions
+    table.require(replace(cond, date="another day"))  # the date is recorded, not compared
+    for change in (dict(threads=cond.threads + 1), dict(batch_size=8), dict(seq_len=64), dict(dtype="bfloat16"),
+                   dict(device="cuda"), dict(device_name="another CPU"), dict(torch_version="1.0.0")):
+        with pytest.raises(LatencyTableError, match="other conditions"):
+            table.require(replace(cond, **change))
+
+
+# ---- calibration ----------------------------------------------------------------------------------------
+
+
+def test_calibration_recovers_a_known_correction_and_round_trips(space, table, lut_file):
+    archs = sample_archs(space, 40, seed=1)
+    truth = {"projection": 1.5, "M": 1.2, "F": 0.9, "S": 1.1}
+    measured = []
+    for arch in archs:
+        parts = table.components_ms(arch, ("pooler",))
+        measured.append(parts["embeddings"] + parts["heads"] + 0.05 + sum(truth[f] * parts[f] for f in FAMILIES))
+    cal = fit_calibration(table, archs, measured, ("pooler",), seed=1)
+    assert cal.fit["fit_mape_percent"] < 0.5
+    # the projections' sum barely varies in the tiny space (the constant can absorb it); the layers' does
+    assert {f: cal.family_factor[f] for f in "MFS"} == pytest.approx({f: truth[f] for f in "MFS"}, abs=0.1)
+    loaded = LatencyTable.load(lut_file)
+    loaded.calibration = cal
+    loaded.save(lut_file)
+    again = LatencyTable.load(lut_file)
+    assert again.calibration.to_json() == loaded.calibration.to_json()
+    for arch, y in zip(archs, measured):
+        assert again.predict_ms(arch, ("pooler",)) == pytest.approx(y, rel=0.01)  # calibrated by default
+        assert again.predict_ms(arch, calibrated=False) == pytest.approx(table.predict_ms(arch), rel=1e-5)
+    with pytest.raises(LatencyTableError, match="not calibrated"):
+        LatencyTable.from_json(table.to_json()).predict_ms(archs[0], calibrated=True)
+
+
+def test_samples_are_seeded_and_disjoint(space):
+    first = sample_archs(space, 10, seed=3)
+    assert first == sample_archs(space, 10, seed=3) and len(set(first)) == 10
+    other = sample_archs(space, 10, seed=3, exclude=[str(a) for a in first])
+    assert not set(map(str, first)) & set(map(str, other))
+
+
+def test_accuracy_figures():
+    figures = accuracy([11.0, 20.0, 27.0, 40.0], [10.0, 20.0, 30.0, 40.0])
+    assert figures["mape_percent"] == pytest.approx(5.0)
+    assert figures["max_abs_error_percent"] == pytest.approx(10.0)
+    assert figures["within_10_percent_fraction"] == 1.0 and figures["kendall_tau"] == 1.0
+    assert op_family("S7") == "S" and op_family("M") == "M"
+
+
+# ---- measuring ------------------------------------------------------------------------------------------
+
+
+def test_measure_model_ms_times_a_student_and_restores_threads(space):
+    before = torch.get_num_threads()
+    model = build_student(space, space.sample(0))
+    latency_ms = measure_model_ms(model, batch_size=2, seq_len=16, threads=1, min_run_time_s=0.01)
+    assert 0 < latency_ms < 1000 and torch.get_num_threads() == before
+    assert not model.training
+
+
+# ---- the command line -----------------------------------------------------------------------------------
+
+
+def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    assert main(["latency", "profile", "--output", str(lut), "--space", str(space_file), "--threads", "1",
+                 "--seq-len", "16", *FAST]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["latency", "calibrate", "--lut", str(lut), "--samples", "6", *FAST]) == 0
+    assert "calibrated on 6 students" in capsys.readouterr().out
+    plot = tmp_path / "plot.png"
+    assert main(["latency", "validate", "--lut", str(lut), "--samples", "4", "--plot", str(plot), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "raw sum     MAPE" in out and "calibrated  MAPE" in out and "Kendall tau" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = LatencyTable.load(lut)
+    assert table.calibration is not None and len(table.calibration.archs) == 6
+    assert table.validation["samples_count"] == 4
+    assert not set(table.validation["archs"]) & set(table.calibration.archs)
+    student = save_student(build_student(space, space.sample(5)), tmp_path / "student")
+    assert main(["latency", "measure", str(student), "--lut", str(lut), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "ms median" in out and "predicted" in out
+    assert main(["latency", "predict", "16:M,F,I,I/32:S3,I,I,I", "--lut", str(lut)]) == 0
+    assert "calibrated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["profile", "--output", "{tmp}/lut.json", "--threads", "0"], "--threads must be positive"),
+    (["profile", "--output", "{tmp}/lut.json", "--space", "{space}", "--seq-len", "1000"],
+     "longer than the space's max_position_embeddings"),
+    (["profile", "--output", "{tmp}/lut.json", "--device", "tpu"], "unknown device"),
+    (["profile", "--output", "{tmp}", "--space", "{space}"], "is a folder"),
+    (["validate", "--lut", "{tmp}/missing.json"], "does not exist"),
+    (["calibrate", "--lut", "{lut}", "--samples", "0"], "--samples must be positive"),
+    (["measure", "{tmp}"], "not a student folder"),
+    (["predict", "64:M,I,I,I/16:M,I,I,I", "--lut", "{lut}"], "not in the space's widths"),
+])
+def test_cli_bad_inputs_exit_2_with_one_sentence(argv, message, tmp_path, lut_file, space_file, capsys):
+    argv = [a.format(tmp=tmp_path, lut=lut_file, space=space_file) for a in argv]
+    assert main(["latency", *argv, *FAST[2:]] if argv[0] != "predict" else ["latency", *argv]) == 2
+    err = one_sentence_error(capsys)
+    assert message in err and err.startswith("nasbert latency: error:")
+
+
+def test_cli_refuses_a_table_from_other_conditions(lut_file, capsys):
+    _edit(lut_file, lambda d: d["conditions"].update(device_name="some other machine"))
+    assert main(["latency", "validate", "--lut", str(lut_file), "--samples", "2", *FAST]) == 2
+    assert "other conditions" in one_sentence_error(capsys)
+    _edit(lut_file, lambda d: d["embeddings"].update(median_s=d["embeddings"].pop("median_ms")))
+    assert main(["latency", "calibrate", "--lut", str(lut_file), *FAST]) == 2
+    assert "unit other than ms" in one_sentence_error(capsys)
