@@ -28,6 +28,14 @@ class DistributedContext:
         if self.enabled:
             dist.barrier()
 
+    def broadcast_object(self, value):
+        """Rank 0's value on every rank."""
+        if not self.enabled:
+            return value
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
     def all_gather_object(self, value):
         if not self.enabled:
             return [value]

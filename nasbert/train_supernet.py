@@ -32,6 +32,8 @@ from nasbert.errors import UserError
 from nasbert.etd import importance_order, init_supernet_from_teacher, random_order
 from nasbert.losses import masked_mse
 from nasbert.masking import Masker
+from nasbert.scoring import BlockScorer
+from nasbert.shrink import ProgressiveShrinker, ShrinkConfig, block_latency_function
 from nasbert.teacher import load_teacher, teacher_space
 from search_space import Arch, SearchSpace
 from supernet import Supernet
@@ -76,6 +78,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    # progressive shrinking (NAS-BERT's defaults for bins, candidates and keep)
+    shrink: bool = False
+    shrink_bins: int = 10
+    shrink_candidates: int = 2000
+    shrink_keep: int = 10
+    shrink_warmup_steps: int = 1000
+    shrink_every: int = 1000
+    shrink_dev_batches: int = 5
+    latency_table: str | None = None
+    candidates_per_block: int = 100  # block-loss table size without shrinking
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -153,6 +165,10 @@ class SupernetRecipe:
         self.masker = (Masker(self.teacher.tokenizer, config.mlm_probability, config.whole_word_mask,
                               seed=config.seed * 1000 + self.ctx.rank) if config.mlm_probability > 0 else None)
 
+        self.shrinker = self._make_shrinker() if config.shrink else None
+        if self.shrinker is not None:
+            self.path_sampler = lambda step: self.shrinker.sample_path(np.random.default_rng([config.seed, step]))
+        self.scorer = None
         self.supernet = Supernet(self.space).to(self.ctx.device)
         if config.init != "random" and checkpoint is None:
             self._etd_init()
@@ -171,6 +187,14 @@ class SupernetRecipe:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _make_shrinker(self) -> ProgressiveShrinker:
+        config = self.config
+        shrink = ShrinkConfig(bins=config.shrink_bins, candidates=config.shrink_candidates, keep=config.shrink_keep,
+                              warmup_steps=config.shrink_warmup_steps, every_steps=config.shrink_every,
+                              dev_batches=config.shrink_dev_batches)
+        latency_fn = block_latency_function(config.latency_table, self.space) if config.latency_table else None
+        return ProgressiveShrinker(self.space, shrink, latency_fn)
 
     def _check_run_dir(self) -> Path | None:
         """The checkpoint to resume from, if any; refuses to overwrite another run."""
@@ -270,11 +294,65 @@ class SupernetRecipe:
                 self._log_train(losses, tokens_per_s)
                 if self.step % config.log_every == 0:
                     started, window_steps = time.perf_counter(), 0
+            if self.shrinker is not None and self.shrinker.due(self.step):
+                self.shrink()
             if self.step % config.eval_every == 0 or self.step == self.total_steps:
                 self.log_dev(self.evaluate())
             if self.step % config.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
         bar.close()
+        self.write_block_table()
+
+    # ---- shrinking and the block-loss table ------------------------------------------------------------------
+
+    def block_scorer(self) -> BlockScorer:
+        """Scores on the first dev batches; the teacher's states for them are computed once."""
+        if self.scorer is None:
+            batch = max(1, self.config.batch_size // self.ctx.world_size // self.config.grad_accum)
+            dev = self.data["validation"]
+            rows = min(len(dev), self.config.shrink_dev_batches * batch)
+            ids = dev[:rows]["input_ids"].to(self.ctx.device)
+            self.scorer = BlockScorer.from_teacher(self.supernet, self.teacher, ids, batch)
+        return self.scorer
+
+    def shrink(self) -> None:
+        """Rank 0 scores and prunes; every rank takes its result, so all sample from the same survivors."""
+        state = None
+        if self.ctx.is_main:
+            self.shrinker.shrink(self.block_scorer(), np.random.default_rng([self.config.seed, self.step, 7]))
+            state = self.shrinker.state_dict()
+        state = self.ctx.broadcast_object(state)
+        self.shrinker.load_state_dict(state)
+        if self.ctx.is_main:
+            for n, counts in enumerate(self.shrinker.counts()):
+                for b, count in enumerate(counts):
+                    self.writer.add_scalar(f"shrink/block{n + 1}_bin{b + 1}", count, self.step)
+                self.writer.add_scalar(f"shrink/block{n + 1}_left", sum(counts), self.step)
+            self.writer.add_scalar("shrink/candidates_per_s", self.scorer.candidates_per_second, self.step)
+            with open(self.run_dir / "metrics.jsonl", "a") as log:
+                log.write(json.dumps({"step": self.step, "shrink_counts": self.shrinker.counts(),
+                                      "candidates_per_s": self.scorer.candidates_per_second}) + "\n")
+
+    def write_block_table(self) -> None:
+        """block_losses.json: per block, the survivors (or a seeded sample) with params, FLOPs and dev loss."""
+        if not self.ctx.is_main:
+            return
+        rng = np.random.default_rng([self.config.seed, 424_242])
+        blocks = []
+        for n in range(self.space.num_blocks):
+            if self.shrinker is not None:
+                candidates = [self.shrinker.candidates[i] for i in self.shrinker.block_survivors(n)]
+            else:
+                candidates = sorted({self.space.sample_block(rng) for _ in range(self.config.candidates_per_block)})
+            losses = self.block_scorer().score(n, candidates)
+            blocks.append([{"arch": str(c), "params": self.space.block_params(c), "flops": self.space.block_flops(c),
+                            "dev_loss": float(loss)} for c, loss in zip(candidates, losses)])
+        table = {"step": self.step, "space": self.space.to_json(), "shrunk": self.shrinker is not None,
+                 "scored_sequences": int(self.scorer.states[0].shape[0]),
+                 "candidates_per_s": self.scorer.candidates_per_second, "blocks": blocks}
+        tmp = self.run_dir / "block_losses.json.tmp"
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.rename(self.run_dir / "block_losses.json")
 
     def _check_same_path(self, arch: Arch) -> None:
         """Every rank must train the same path; a mismatch would silently average unrelated gradients."""
@@ -355,11 +433,12 @@ class SupernetRecipe:
         self.ctx.barrier()
 
     def extra_state(self) -> dict:
-        """Further state for checkpoints (progressive shrinking adds its candidates here)."""
-        return {}
+        """Further state for checkpoints: the shrinker's survivors."""
+        return {"shrink": self.shrinker.state_dict()} if self.shrinker is not None else {}
 
     def load_extra_state(self, state: dict) -> None:
-        pass
+        if self.shrinker is not None and state.get("shrink"):
+            self.shrinker.load_state_dict(state["shrink"])
 
     def _load(self, checkpoint: Path) -> None:
         names = ["optimizer", "scheduler", f"rng-rank{self.ctx.rank}"]
