@@ -27,7 +27,7 @@ from search_space import SearchSpace
 
 def _check_positive(args: argparse.Namespace) -> None:
     """Counts and times must be positive (checked here, so the error is one sentence, exit 2)."""
-    for name in ("threads", "batch_size", "seq_len", "samples", "min_run_time"):
+    for name in ("threads", "batch_size", "seq_len", "samples", "min_run_time", "rounds"):
         value = getattr(args, name, None)
         if value is not None and not value > 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -46,6 +46,8 @@ def _condition_arguments(parser: argparse.ArgumentParser, defaults: bool) -> Non
 def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None:
     parser.add_argument("--min-run-time", type=float, default=default_s,
                         help=f"seconds of timed runs per measurement (default {default_s})")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="split the timed runs into this many rounds and keep the quietest (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,7 +58,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="where to write the table (JSON), e.g. lut.json")
     p.add_argument("--space", help="JSON file of SearchSpace fields (default: NAS-BERT's space)")
     _condition_arguments(p, defaults=True)
-    _timing_arguments(p, 0.4)
+    _timing_arguments(p, 0.9)
     p.set_defaults(latency_run=run_profile)
 
     p = sub.add_parser("calibrate", help="fit a correction of the table on random students measured end to end")
@@ -100,7 +102,7 @@ def run_profile(args: argparse.Namespace) -> int:
     if output.is_dir():
         raise UserError(f"--output {output} is a folder; give a file name such as {output / 'lut.json'}")
     table = profile_space(space, args.device, args.threads, args.batch_size, args.seq_len, args.dtype,
-                          args.min_run_time, progress=not args.no_progress)
+                          args.min_run_time, args.rounds, progress=not args.no_progress)
     table.save(output)
     print(f"profiled {len(table.entries())} entries in {table.profile['wall_ms'] / 1e3:.1f} s under "
           f"{table.conditions.describe()}; wrote {output}")
@@ -109,7 +111,8 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.lut)
-    cal = calibrate(table, args.samples, args.seed, args.min_run_time, progress=not args.no_progress)
+    cal = calibrate(table, args.samples, args.seed, args.min_run_time, args.rounds,
+                    progress=not args.no_progress)
     table.save(args.lut)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
     print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, {factors}; "
@@ -122,7 +125,8 @@ def run_validate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.lut)
     if table.calibration is not None and args.seed == table.calibration.seed:
         print(f"note: seed {args.seed} is the calibration's; its students are skipped, so the samples stay disjoint")
-    result = validate(table, args.samples, args.seed, args.min_run_time, progress=not args.no_progress)
+    result = validate(table, args.samples, args.seed, args.min_run_time, args.rounds,
+                      progress=not args.no_progress)
     plot = Path(args.plot) if args.plot else Path(args.lut).with_suffix(".validation.png")
     plot_validation(result, plot, title=f"{len(result.archs)} random students, {table.conditions.describe()}")
     table.validation = {**result.to_json(), "plot": str(plot)}
@@ -148,7 +152,7 @@ def run_measure(args: argparse.Namespace) -> int:
                                    args.dtype or "float32")
     model = load_student_folder(args.student)
     timing = measure_model(model, asked.batch_size, asked.seq_len, asked.threads, asked.device, asked.dtype,
-                           args.min_run_time)
+                           args.min_run_time, args.rounds)
     print(f"{args.student}: {timing.median_ms:.3f} ms median (IQR {timing.iqr_ms:.3f} ms, {timing.runs_count} runs) "
           f"as {type(model).__name__}, {asked.describe()}")
     config = model.config

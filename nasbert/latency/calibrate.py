@@ -49,7 +49,7 @@ def current_conditions(table: LatencyTable) -> Conditions:
     return here
 
 
-def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0,
+def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0, rounds: int = 3,
                      progress: bool = True, desc: str = "measuring") -> list[float]:
     """Median end-to-end ms of a fresh NasbertModel per arch, under the table's conditions."""
     cond = current_conditions(table)
@@ -57,7 +57,7 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
     for arch in tqdm(archs, desc=desc, unit="student", disable=not progress):
         model = build_student(table.space, arch)
         measured.append(measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device, cond.dtype,
-                                      min_run_time_s).median_ms)
+                                      min_run_time_s, rounds).median_ms)
         del model
     return measured
 
@@ -94,11 +94,11 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
     return calibration
 
 
-def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0,
+def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0, rounds: int = 3,
               progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
     """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`."""
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, progress, desc="calibrating")
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
     table.calibration = fit_calibration(table, archs, measured, STUDENT_HEADS, seed)
     table.validation = None  # figures of the old correction no longer describe the table
     return table.calibration

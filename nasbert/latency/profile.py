@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
-from nasbert.latency.measure import fixed_threads, resolve_device, resolve_dtype, time_call
+from nasbert.latency.measure import fixed_threads, quietest, resolve_device, resolve_dtype, time_call
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
 from search_space import SearchSpace
@@ -76,11 +76,15 @@ class _Layer(nn.Module):
 
 
 def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None = None, batch_size: int = 1,
-                  seq_len: int = 128, dtype: str = "float32", min_run_time_s: float = 0.4,
+                  seq_len: int = 128, dtype: str = "float32", min_run_time_s: float = 0.9, rounds: int = 3,
                   heads: tuple[str, ...] = HEADS, progress: bool = True) -> LatencyTable:
-    """Measure every entry of `space`'s table under these conditions and return the table (unsaved)."""
-    if batch_size < 1 or seq_len < 1:
-        raise UserError(f"batch size and seq len must be positive, got {batch_size} and {seq_len}")
+    """Measure every entry of `space`'s table under these conditions and return the table (unsaved).
+
+    Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds, in passes over all entries (so a
+    burst of other work hits different entries in different passes); the quietest is kept.
+    """
+    if batch_size < 1 or seq_len < 1 or rounds < 1:
+        raise UserError(f"batch size, seq len and rounds must be positive, got {batch_size}, {seq_len}, {rounds}")
     if seq_len > space.max_position_embeddings:
         raise UserError(f"seq len {seq_len} is longer than the space's max_position_embeddings "
                         f"{space.max_position_embeddings}")
@@ -89,16 +93,19 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     conditions = Conditions.current(device, threads, batch_size, seq_len, dtype)
     start = time.perf_counter()
-    measured: dict[str, Entry] = {}
     with fixed_threads(conditions.threads):
+        torch.manual_seed(0)
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
-        for name, make_module, make_input in tqdm(tasks, desc="profiling", unit="entry", disable=not progress):
-            torch.manual_seed(0)
-            module = make_module().eval().to(device=torch_device, dtype=torch_dtype)
-            inputs = make_input()
-            measured[name] = time_call(lambda module=module, inputs=inputs: module(*inputs), conditions.threads,
-                                       min_run_time_s)
-            del module, inputs
+        calls = {name: _bind(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input())
+                 for name, make_module, make_input in tasks}
+        timings: dict[str, list[Entry]] = {name: [] for name in calls}
+        with tqdm(total=rounds * len(calls), desc="profiling", unit="entry", disable=not progress) as bar:
+            for _ in range(rounds):
+                for name, call in calls.items():
+                    timings[name].append(time_call(call, conditions.threads, min_run_time_s / rounds))
+                    bar.update()
+        del calls
+    measured = {name: quietest(entries) for name, entries in timings.items()}
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}
     head_entries: dict[str, Entry] = {}
@@ -115,4 +122,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     wall_ms = (time.perf_counter() - start) * 1e3
     return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
                         profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
-                                 "entries_count": len(measured)})
+                                 "rounds_count": rounds, "entries_count": len(measured)})
+
+
+def _bind(module: nn.Module, inputs: tuple) -> Callable[[], object]:
+    return lambda: module(*inputs)

@@ -61,12 +61,12 @@ def _rounded(figures: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in figures.items()}
 
 
-def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time_s: float = 1.0,
+def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time_s: float = 1.0, rounds: int = 3,
              progress: bool = True) -> Validation:
     """Measure `samples` random students, disjoint from the calibration samples, against the predictions."""
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, progress, desc="validating")
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
     raw = [table.predict_ms(a, STUDENT_HEADS, calibrated=False) for a in archs]
     calibrated = ([table.predict_ms(a, STUDENT_HEADS, calibrated=True) for a in archs]
                   if table.calibration is not None else None)
