@@ -47,14 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (add_arguments, run, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         add_arguments(sub)
-        sub.set_defaults(run=run)
+        sub.set_defaults(handler_=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.handler_(args) or 0)
     except USER_ERRORS as error:
         print(f"nasbert {args.command}: error: {error}", file=sys.stderr)
         return 2

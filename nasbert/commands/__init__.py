@@ -3,5 +3,9 @@
 Add a stage by adding a module here and one import line below.
 """
 
-from nasbert.commands import info, train_supernet  # noqa: F401
-from nasbert.commands import latency  # noqa: F401
+from nasbert.commands import (  # noqa: F401
+    info,
+    latency,  # noqa: F401
+    search,  # noqa: F401
+    train_supernet,
+)

@@ -1,0 +1,80 @@
+"""Reading a train-supernet run folder back: its config, space, trained supernet, teacher and dev data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from nasbert.checkpoint import MODEL_FILE, newest_checkpoint
+from nasbert.data import CorpusSpec, build_corpus
+from nasbert.errors import UserError
+from nasbert.teacher import Teacher, load_teacher
+from nasbert.train_supernet import TrainConfig
+from search_space import SearchSpace
+from supernet import Supernet
+
+
+@dataclass
+class Run:
+    path: Path
+    config: TrainConfig
+    space: SearchSpace
+    device: torch.device
+
+    @cached_property
+    def checkpoint(self) -> Path:
+        checkpoint = newest_checkpoint(self.path)
+        if checkpoint is None:
+            raise UserError(f"the run {self.path} has no complete checkpoint yet; train it first")
+        return checkpoint
+
+    @cached_property
+    def supernet(self) -> Supernet:
+        supernet = Supernet(self.space)
+        try:
+            supernet.load_state_dict(load_file(str(self.checkpoint / MODEL_FILE)))
+        except Exception as error:  # noqa: BLE001 - a damaged file reads the same to the user
+            raise UserError(f"checkpoint {self.checkpoint} is corrupt ({type(error).__name__}); delete it to use "
+                            f"the one before it") from None
+        return supernet.to(self.device).eval()
+
+    @cached_property
+    def teacher(self) -> Teacher:
+        return load_teacher(self.config.teacher, self.space.num_blocks, self.device)
+
+    @cached_property
+    def dev_ids(self) -> torch.Tensor:
+        """The run's validation sequences (S, T), rebuilt from its corpus settings (the datasets cache makes it quick)."""
+        c = self.config
+        spec = CorpusSpec(c.train_files, c.validation_files, c.validation_fraction, c.text_column, c.seq_len,
+                          c.max_train_sequences, c.max_validation_sequences)
+        return build_corpus(spec, self.teacher.tokenizer, c.seed)["validation"]["input_ids"]
+
+    @cached_property
+    def block_table(self) -> dict:
+        path = self.path / "block_losses.json"
+        if not path.exists():
+            raise UserError(f"the run {self.path} has no block_losses.json; it is written when train-supernet ends")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{path} is corrupt; re-run train-supernet with --resume to rewrite it") from None
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise UserError(f"{path} is not a train-supernet run (no config.json)")
+    try:
+        payload = json.loads(config_file.read_text())
+        config = TrainConfig.from_dict(payload["train"])
+        space = SearchSpace.from_json(payload["space"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{config_file} is corrupt; it does not describe a train-supernet run") from None
+    return Run(path, config, space, torch.device(device))

@@ -1,0 +1,207 @@
+"""Stage 3, search: the best students under each budget (NAS-BERT §3.3).
+
+    approximated loss(arch) = sum over blocks of the block's dev distillation loss  (block_losses.json)
+    predicted latency(arch) = the latency table's prediction (calibrated where the table is)
+
+For every budget the exact top-K by approximated loss comes from `top_k`; those K are then re-checked as
+whole chained models on dev batches (super blocks chained on their own outputs from the teacher's
+embeddings, MSE against the teacher's last hidden state) and re-ranked; the first is the budget's winner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nasbert.errors import UserError
+from nasbert.latency.lut import LatencyTable, op_family
+from nasbert.losses import masked_mse
+from nasbert.run_dir import Run
+from nasbert.search.topk import BlockTable, StructureCosts, top_k
+from search_space import Arch, BlockArch, SearchSpace
+
+
+@dataclass
+class Candidate:
+    arch: str
+    params: int
+    flops: int
+    approx_loss: float
+    predicted_latency_ms: float | None
+    rechecked_loss: float | None = None
+
+
+@dataclass
+class BudgetResult:
+    latency_budget_ms: float | None
+    params_budget: int | None
+    top_k: list[Candidate]
+
+    @property
+    def winner(self) -> Candidate:
+        return self.top_k[0]
+
+    @property
+    def name(self) -> str:
+        parts = []
+        if self.latency_budget_ms is not None:
+            parts.append(f"{self.latency_budget_ms:g}ms")
+        if self.params_budget is not None:
+            parts.append(f"{self.params_budget / 1e6:g}M")
+        return "-".join(parts)
+
+
+class LatencyModel:
+    """The table's prediction split into what top-K needs: per-block op terms, projections and a constant.
+
+    Sums to `LatencyTable.predict_ms(arch)` (calibration factors per op family and constant included).
+    """
+
+    def __init__(self, table: LatencyTable):
+        self.table = table
+        self.factors = table.calibration.family_factor if table.calibration is not None else {}
+        self.constant_ms = table.embeddings.median_ms + (table.calibration.constant_ms if table.calibration else 0.0)
+
+    def block_ms(self, block: BlockArch) -> float:
+        return sum(self.table.layer_entry(op, block.width).median_ms * self.factors.get(op_family(op), 1.0)
+                   for op in block.active_ops)
+
+    def projection_ms(self, in_width: int, out_width: int) -> float:
+        return self.table.projection_entry(in_width, out_width).median_ms * self.factors.get("projection", 1.0)
+
+
+def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None) -> tuple[list, list[BlockTable]]:
+    """The candidates of each block (BlockArch) and their BlockTable for top-K."""
+    candidates, tables = [], []
+    for n, entries in enumerate(table["blocks"]):
+        blocks = [BlockArch.parse(e["arch"]) for e in entries]
+        for block in blocks:
+            space.validate_block(block, n)
+        losses = [e["dev_loss"] for e in entries]
+        latency_ms = [latency.block_ms(b) if latency else 0.0 for b in blocks]
+        candidates.append(blocks)
+        tables.append(BlockTable.from_candidates(space, blocks, losses, latency_ms))
+    return candidates, tables
+
+
+@torch.inference_mode()
+def recheck(run: Run, archs: list[Arch], batches: int = 4, batch_size: int = 32) -> dict[str, float]:
+    """Chained dev loss of each arch: its super blocks chained from the teacher's embedding output."""
+    ids = run.dev_ids[: batches * batch_size].to(run.device)
+    states = [run.teacher.block_states(chunk) for chunk in ids.split(batch_size)]
+    losses = {}
+    for arch in tqdm(archs, desc="re-checking", leave=False):
+        total = sum(masked_mse(run.supernet.forward_chain(s[0], arch), s[-1], None).item() for s in states)
+        losses[str(arch)] = total / len(states)
+    return losses
+
+
+@dataclass
+class SearchOutcome:
+    results: list[BudgetResult]
+    tables: list[BlockTable]  # what was searched, for the Pareto plot
+    structure: StructureCosts
+
+
+def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
+           recheck_batches: int = 4) -> SearchOutcome:
+    """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
+    nothing fits."""
+    space = run.space
+    if any(latency is not None for latency, _ in budgets) and lut is None:
+        raise UserError("a latency budget needs a latency table: pass --lut lut.json (make one with "
+                        "`nasbert latency profile`)")
+    if lut is not None:
+        lut.check_space(space)
+    latency = LatencyModel(lut) if lut is not None else None
+    candidates, tables = block_tables(space, run.block_table, latency)
+    structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
+                                         latency.constant_ms if latency else 0.0)
+    selections = {}
+    for budget in budgets:
+        selections[budget] = top_k(tables, structure, latency_budget_ms=budget[0], params_budget=budget[1], k=k)
+    archs = {}
+    for chosen in selections.values():
+        for selection in chosen:
+            arch = Arch(tuple(candidates[n][i] for n, i in enumerate(selection.indices)))
+            archs[str(arch)] = arch
+    rechecked = recheck(run, list(archs.values()), recheck_batches) if recheck_batches > 0 else {}
+    results = []
+    for (latency_budget, params_budget), chosen in selections.items():
+        top = []
+        for selection in chosen:
+            arch = Arch(tuple(candidates[n][i] for n, i in enumerate(selection.indices)))
+            top.append(Candidate(str(arch), selection.params, space.flops(arch), selection.loss,
+                                 lut.predict_ms(arch) if lut is not None else None, rechecked.get(str(arch))))
+        if rechecked:
+            top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
+        results.append(BudgetResult(latency_budget, params_budget, top))
+    return SearchOutcome(results, tables, structure)
+
+
+def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | None, lut_path: str | None,
+                  path: Path) -> None:
+    """search.json, written atomically."""
+    payload = {
+        "run": str(run.path), "lut": lut_path, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "conditions": lut.conditions.to_json() if lut is not None else None,
+        "calibrated": bool(lut is not None and lut.calibration is not None),
+        "space": run.space.to_json(),
+        "budgets": [{"name": r.name, "latency_budget_ms": r.latency_budget_ms, "params_budget": r.params_budget,
+                     "winner": asdict(r.winner), "top_k": [asdict(c) for c in r.top_k]} for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.rename(path)
+
+
+def format_table(results: list[BudgetResult]) -> str:
+    header = f"{'budget':>12} {'params':>11} {'GFLOPs':>7} {'pred ms':>8} {'approx':>8} {'chained':>8}  winner arch"
+    lines = [header]
+    for r in results:
+        w = r.winner
+        predicted = f"{w.predicted_latency_ms:8.2f}" if w.predicted_latency_ms is not None else f"{'-':>8}"
+        chained = f"{w.rechecked_loss:8.4f}" if w.rechecked_loss is not None else f"{'-':>8}"
+        lines.append(f"{r.name:>12} {w.params:>11,} {w.flops / 1e9:7.2f} {predicted} {w.approx_loss:8.4f} {chained}  "
+                     f"{w.arch}")
+    return "\n".join(lines)
+
+
+def plot_pareto(results: list[BudgetResult], tables: list[BlockTable], structure: StructureCosts, path: Path,
+                samples: int = 20_000, seed: int = 0) -> Path:
+    """Approximated loss vs predicted latency: a sample of the space in grey, each budget's top-K, winners starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    picks = [rng.integers(len(t), size=samples) for t in tables]
+    loss = sum(t.loss[p] for t, p in zip(tables, picks))
+    widths = np.stack([t.widths[p] for t, p in zip(tables, picks)], axis=1)
+    latency = sum(t.latency_ms[p] for t, p in zip(tables, picks)) + np.array(
+        [structure.of_widths(tuple(w)).latency_ms for w in widths])
+    figure, axes = plt.subplots(figsize=(7, 5))
+    axes.scatter(latency, loss, s=2, c="0.75", label=f"{samples:,} sampled students")
+    for r in results:
+        if r.latency_budget_ms is None:
+            continue
+        axes.scatter([c.predicted_latency_ms for c in r.top_k], [c.approx_loss for c in r.top_k], s=8,
+                     label=f"top-{len(r.top_k)} under {r.name}")
+        axes.axvline(r.latency_budget_ms, ls=":", c="0.4")
+        axes.scatter([r.winner.predicted_latency_ms], [r.winner.approx_loss], marker="*", s=160, c="k", zorder=5)
+    axes.set_xlabel("predicted latency (ms)")
+    axes.set_ylabel("approximated loss (sum of block dev losses)")
+    axes.set_title("nasbert search: winners starred")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,85 @@
+"""`nasbert search` on a tiny run and a tiny latency table: budgets, exactness of the prediction, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_assets import make_corpus, make_tiny_teacher
+
+from nasbert.cli import main
+from nasbert.errors import UserError
+from nasbert.latency import LatencyTable, profile_space
+from nasbert.run_dir import load_run
+from nasbert.search.budget import parse_latency_ms, parse_params
+from nasbert.train_supernet import TrainConfig, train_supernet
+from search_space import Arch
+
+
+@pytest.mark.parametrize("text, ms", [("20ms", 20.0), ("0.02s", 20.0), ("1500us", 1.5), ("7.5 ms", 7.5)])
+def test_latency_budgets_take_units(text, ms):
+    assert parse_latency_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text, count", [("10M", 10_000_000), ("500k", 500_000), ("1.5G", 1_500_000_000),
+                                         ("12000", 12_000)])
+def test_params_budgets_take_units(text, count):
+    assert parse_params(text) == count
+
+
+@pytest.mark.parametrize("text", ["20", "20 sec", "ms", "-5ms", "0ms", "fast"])
+def test_latency_budget_without_a_valid_unit_is_refused(text):
+    with pytest.raises(UserError):
+        parse_latency_ms(text)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    teacher = make_tiny_teacher(root / "teacher", layers=2)
+    corpus = make_corpus(root / "corpus.txt", 300)
+    run = train_supernet(TrainConfig(teacher=str(teacher), train_files=[str(corpus)], output=str(root / "run"),
+                                     seq_len=32, batch_size=8, widths=[16, 32], max_steps=10, eval_every=100,
+                                     save_every=100, candidates_per_block=15))
+    space = load_run(run).space
+    lut = profile_space(space, threads=1, seq_len=32, min_run_time_s=0.03, rounds=1, progress=False)
+    lut.save(root / "lut.json")
+    return root, run, lut
+
+
+def test_search_writes_winners_under_each_budget(searched, capsys):
+    root, run, _ = searched
+    lut = LatencyTable.load(root / "lut.json")  # as saved (entries rounded to the microsecond)
+    budget_ms = 0.9 * lut.predict_ms(load_run(run).space.largest_arch())
+    output = root / "search.json"
+    code = main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--params-budget", "1M", "--lut",
+                 str(root / "lut.json"), "--top-k", "5", "--recheck-batches", "1", "--output", str(output)])
+    assert code == 0
+    assert "winner arch" in capsys.readouterr().out
+    result = json.loads(output.read_text())
+    budget = result["budgets"][0]
+    assert len(budget["top_k"]) == 5 and budget["winner"] == budget["top_k"][0]
+    rechecked = [c["rechecked_loss"] for c in budget["top_k"]]
+    assert rechecked == sorted(rechecked)
+    for candidate in budget["top_k"]:
+        assert candidate["predicted_latency_ms"] <= budget_ms
+        assert candidate["predicted_latency_ms"] == pytest.approx(lut.predict_ms(candidate["arch"]), rel=1e-9)
+        assert candidate["params"] == load_run(run).space.params(Arch.parse(candidate["arch"])) <= 1_000_000
+    assert (root / "search.png").stat().st_size > 0
+
+
+def test_impossible_budget_names_the_smallest_reachable_latency(searched, capsys):
+    root, run, _ = searched
+    code = main(["search", str(run), "--latency-budget", "0.0001ms", "--lut", str(root / "lut.json"),
+                 "--output", str(root / "none.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "the smallest latency this space can reach is" in err and len(err.splitlines()) == 1
+    assert not (root / "none.json").exists()
+
+
+def test_latency_budget_without_a_table_is_refused(searched, capsys):
+    root, run, _ = searched
+    assert main(["search", str(run), "--latency-budget", "5ms", "--output", str(root / "x.json")]) == 2
+    assert "needs a latency table" in capsys.readouterr().err
+    assert main(["search", str(root / "nothing"), "--params-budget", "1M"]) == 2
+    assert "not a train-supernet run" in capsys.readouterr().err
