@@ -49,7 +49,7 @@ class Run:
 
     @cached_property
     def dev_ids(self) -> torch.Tensor:
-        """The run's validation sequences (S, T), rebuilt from its corpus settings (the datasets cache makes it quick)."""
+        """The run's validation sequences (S, T), rebuilt from its corpus settings (the datasets cache is reused)."""
         c = self.config
         spec = CorpusSpec(c.train_files, c.validation_files, c.validation_fraction, c.text_column, c.seq_len,
                           c.max_train_sequences, c.max_validation_sequences)
