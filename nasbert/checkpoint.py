@@ -49,7 +49,8 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict[str, torch.Tenso
     tmp = root / f".tmp-step-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / MODEL_FILE))
+    # Cloned: tied weights share storage, which safetensors refuses; loading restores the tie.
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in model_state.items()}, str(tmp / MODEL_FILE))
     for name, value in objects.items():
         torch.save(value, tmp / f"{name}.pt")
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))

@@ -113,7 +113,7 @@ def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_i
                            neurons=[s.argsort(**descending) for s in neuron_scores])
 
 
-def _head_rows(head_order: torch.Tensor, head_dim: int) -> torch.Tensor:
+def head_rows(head_order: torch.Tensor, head_dim: int) -> torch.Tensor:
     """Row indices of q/k/v outputs (and o inputs) with heads in the given order."""
     return (head_order[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
 
@@ -141,23 +141,23 @@ def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: Impo
         for j, layer in enumerate(block.layers):
             t = n * teacher.layers_per_block + j // 2
             source = teacher.encoder_layers[t]
-            rows = _head_rows(order.heads[t], teacher_head_dim)[:w]
+            rows = head_rows(order.heads[t], teacher_head_dim)[:w]
             if "M" in layer.ops:
                 attention = layer.ops["M"]
                 for name in ("query", "key", "value"):
                     linear = getattr(source.attention.self, name)
-                    _copy_linear(getattr(attention, name), linear, rows, hidden_idx)
-                _copy_linear(attention.output, source.attention.output.dense, hidden_idx, rows)
+                    copy_linear(getattr(attention, name), linear, rows, hidden_idx)
+                copy_linear(attention.output, source.attention.output.dense, hidden_idx, rows)
                 _copy_norms(layer, "M", source.attention.output.LayerNorm, order.hidden)
             if "F" in layer.ops:
                 ffn = layer.ops["F"]
                 neurons = order.neurons[t][:inner]
-                _copy_linear(ffn.intermediate, source.intermediate.dense, neurons, hidden_idx)
-                _copy_linear(ffn.output, source.output.dense, hidden_idx, neurons)
+                copy_linear(ffn.intermediate, source.intermediate.dense, neurons, hidden_idx)
+                copy_linear(ffn.output, source.output.dense, hidden_idx, neurons)
                 _copy_norms(layer, "F", source.output.LayerNorm, order.hidden)
 
 
-def _copy_linear(target, source: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> None:
+def copy_linear(target, source: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> None:
     """target.weight[:len(rows), :len(cols)] = source.weight[rows][:, cols]; bias likewise."""
     target.weight[: len(rows), : len(cols)] = source.weight[rows][:, cols]
     target.bias[: len(rows)] = source.bias[rows]

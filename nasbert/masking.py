@@ -25,6 +25,10 @@ class Masker:
 
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
         """A masked copy of input_ids (B, T)."""
+        return self.with_labels(input_ids)[0]
+
+    def with_labels(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(masked copy of input_ids (B, T), MLM labels (B, T): the original id where chosen, else -100)."""
         ids = input_ids.clone()
         special = torch.isin(ids, self.special_ids)
         chosen = (torch.rand(ids.shape, generator=self.generator) < self.probability) & ~special
@@ -38,7 +42,7 @@ class Masker:
         ids[chosen & (action < 0.8)] = self.mask_id
         swap = chosen & (action >= 0.8) & (action < 0.9)
         ids[swap] = random_ids[swap]
-        return ids
+        return ids, torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -45,7 +45,7 @@ class Run:
 
     @cached_property
     def teacher(self) -> Teacher:
-        return load_teacher(self.config.teacher, self.space.num_blocks, self.device)
+        return check_teacher(load_teacher(self.config.teacher, self.space.num_blocks, self.device), self.space)
 
     @cached_property
     def dev_ids(self) -> torch.Tensor:
@@ -64,6 +64,16 @@ class Run:
             return json.loads(path.read_text())
         except json.JSONDecodeError:
             raise UserError(f"{path} is corrupt; re-run train-supernet with --resume to rewrite it") from None
+
+
+def check_teacher(teacher: Teacher, space: SearchSpace) -> Teacher:
+    """The run's teacher must still be the one it was trained with (same hidden size and vocabulary)."""
+    config = teacher.config
+    if (config.hidden_size, config.vocab_size) != (space.hidden_size, space.vocab_size):
+        raise UserError(f"the teacher at {teacher.name} has hidden size {config.hidden_size} and vocab "
+                        f"{config.vocab_size}, but the run was trained with {space.hidden_size} and "
+                        f"{space.vocab_size}; point the run at its own teacher")
+    return teacher
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from nasbert.errors import UserError
@@ -29,6 +29,7 @@ class Teacher:
     tokenizer: object
     num_blocks: int
     name: str
+    mlm_head: nn.Module | None = None  # BERT's `cls.predictions`, when the checkpoint has one
 
     @property
     def config(self):
@@ -63,8 +64,12 @@ def default_num_blocks(num_layers: int, preferred: int = 4) -> int:
     return max(d for d in range(1, preferred + 1) if num_layers % d == 0)
 
 
-def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str | torch.device = "cpu") -> Teacher:
-    """Load a frozen teacher (local folder or hub name); a folder without a model is a UserError."""
+def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str | torch.device = "cpu",
+                 with_mlm_head: bool = False) -> Teacher:
+    """Load a frozen teacher (local folder or hub name); a folder without a model is a UserError.
+
+    With `with_mlm_head`, a BERT-style MLM head is loaded too where the checkpoint holds one (else None).
+    """
     path = Path(name_or_path)
     if path.exists() and not (path / "config.json").exists():
         raise UserError(f"{name_or_path} holds no Hugging Face model (no config.json); pass a model folder")
@@ -84,8 +89,16 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
                         f"choose --num-blocks from {divisors}")
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # an MLM head left unused is expected, not worth a report
+    mlm_head = None
     try:
-        model = AutoModel.from_pretrained(name_or_path)
+        model = None
+        if with_mlm_head:
+            mlm_model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
+            head = getattr(getattr(mlm_model, "cls", None), "predictions", None)
+            if head is not None and not any(key.startswith("cls.") for key in info["missing_keys"]):
+                model, mlm_head = mlm_model.base_model, head.to(device).eval().requires_grad_(False)
+        if model is None:
+            model = AutoModel.from_pretrained(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load a teacher from {name_or_path}: {str(error).splitlines()[0]}") from None
@@ -95,7 +108,7 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
         raise UserError(f"the teacher at {name_or_path} is a {type(model).__name__}, not a BERT-like encoder "
                         f"(embeddings + encoder.layer)")
     model.to(device).eval().requires_grad_(False)
-    return Teacher(model=model, tokenizer=tokenizer, num_blocks=num_blocks, name=str(name_or_path))
+    return Teacher(model=model, tokenizer=tokenizer, num_blocks=num_blocks, name=str(name_or_path), mlm_head=mlm_head)
 
 
 def teacher_space(teacher: Teacher, widths: tuple[int, ...] | None = None, **overrides) -> SearchSpace:

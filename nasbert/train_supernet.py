@@ -90,6 +90,13 @@ class TrainConfig:
     candidates_per_block: int = 100  # block-loss table size without shrinking
 
     def __post_init__(self) -> None:
+        # Local paths are stored absolute, so search and export find them from any working directory.
+        self.teacher = absolute_if_local(self.teacher)
+        self.train_files = [absolute_if_local(f) for f in self.train_files]
+        if self.validation_files:
+            self.validation_files = [absolute_if_local(f) for f in self.validation_files]
+        if self.latency_table:
+            self.latency_table = absolute_if_local(self.latency_table)
         if self.init not in INITS:
             raise UserError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
         for name in ("batch_size", "grad_accum", "seq_len", "eval_every", "save_every", "eval_batches"):
@@ -103,6 +110,11 @@ class TrainConfig:
         if unknown:
             raise UserError(f"unknown training option {unknown[0]!r} in the config")
         return cls(**values)
+
+
+def absolute_if_local(path: str) -> str:
+    """An existing local path made absolute; anything else (a hub name) as given."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
 
 
 class BlockwiseDistiller(nn.Module):

@@ -24,7 +24,7 @@ def make_tiny_teacher(folder: Path, layers: int = 4, hidden: int = 32, heads: in
     """A random BERT (with an MLM head by default) and its WordPiece tokenizer, saved with save_pretrained."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = BertTokenizerFast(vocab_file=str(write_vocab(folder / "vocab.txt")))
+    tokenizer = BertTokenizerFast(vocab=str(write_vocab(folder / "vocab.txt")))
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=64)

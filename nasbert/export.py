@@ -1,0 +1,188 @@
+"""Stage 4, export: students from a run (an arch, or the winners of a search), inherited, refined, written as
+Hugging Face folders ready for fine-tuning.
+
+    students/NAME/  config.json (auto_map, the arch)  model.safetensors  configuration_nasbert.py
+                    modeling_nasbert.py  tokenizer files  README.md (model card)  [model.onnx]
+
+Each folder is written to a temporary sibling and renamed, so a failed export leaves nothing half-written.
+A refinement keeps its checkpoints in `OUTPUT.refine/`, so an interrupted export resumes with `--resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nasbert.errors import UserError
+from nasbert.etd import importance_order, random_order
+from nasbert.inherit import build_student, initial_adapters
+from nasbert.latency.lut import Conditions, LatencyTable
+from nasbert.model_card import model_card
+from nasbert.modeling_nasbert import NasbertForMaskedLM
+from nasbert.refine import RefineConfig, refine
+from nasbert.registration import save_student
+from nasbert.run_dir import Run, check_teacher
+from nasbert.search.budget import parse_latency_ms
+from nasbert.teacher import load_teacher
+from search_space import Arch
+
+
+@dataclass
+class ExportRequest:
+    name: str
+    arch: Arch
+    search: dict = field(default_factory=dict)  # the search.json entry it came from, if any
+
+
+def requests_from_search(path: str, budget: str | None, rank: int) -> list[ExportRequest]:
+    """The rank-th candidate (1 = the winner) of one budget, or of every budget, of a search.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+        budgets = data["budgets"]
+    except FileNotFoundError:
+        raise UserError(f"search results {path} do not exist; run `nasbert search` first") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{path} is not a nasbert search.json") from None
+    if budget is not None:
+        wanted = parse_latency_ms(budget)
+        budgets = [b for b in budgets if b["latency_budget_ms"] is not None
+                   and abs(b["latency_budget_ms"] - wanted) < 1e-9]
+        if not budgets:
+            raise UserError(f"{path} has no budget of {budget}")
+    requests = []
+    for entry in budgets:
+        if not 1 <= rank <= len(entry["top_k"]):
+            raise UserError(f"--rank {rank} is out of range: budget {entry['name']} has {len(entry['top_k'])} "
+                            f"candidates")
+        chosen = entry["top_k"][rank - 1]
+        requests.append(ExportRequest(entry["name"], Arch.parse(chosen["arch"]),
+                                      {**chosen, "budget": entry["name"], "rank": rank,
+                                       "conditions": data.get("conditions")}))
+    return requests
+
+
+@dataclass
+class ExportOptions:
+    init: str = "supernet"
+    embedding_size: int | None = None
+    refine: RefineConfig | None = None
+    lut: str | None = None
+    onnx: bool = False
+    measure: bool = True
+    importance_batches: int = 4
+    seed: int = 0  # random parts (S ops, scratch, adapters) start from this seed: exports are reproducible
+
+
+def export_students(run: Run, requests: list[ExportRequest], output: str | Path, options: ExportOptions) -> list[Path]:
+    """Build, refine and write one folder per request (OUTPUT itself for one, OUTPUT/NAME for several)."""
+    output = Path(output)
+    folders = [output] if len(requests) == 1 else [output / r.name for r in requests]
+    for folder in folders:
+        if folder.exists():
+            raise UserError(f"{folder} already exists; choose another --output or remove it")
+    space = run.space
+    for request in requests:
+        space.validate(request.arch)
+    lut = LatencyTable.load(options.lut) if options.lut else None
+    if lut is not None:
+        lut.check_space(space)
+    teacher = check_teacher(load_teacher(run.config.teacher, space.num_blocks, run.device, with_mlm_head=True), space)
+    order = None
+    e = options.embedding_size or space.hidden_size
+    if options.init == "etd-rand":
+        order = random_order(teacher, run.config.seed)
+    elif options.init == "etd-impt" or (options.init == "supernet" and e != space.hidden_size):
+        ids = run.dev_ids[: options.importance_batches * 8].to(run.device)
+        order = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id, run.config.seed)
+    supernet = run.supernet if options.init == "supernet" else None
+    torch.manual_seed(options.seed)
+    students, adapters = {}, {}
+    for request in requests:
+        students[request.name] = build_student(options.init, space, request.arch, teacher, supernet=supernet,
+                                               order=order, teacher_mlm_head=teacher.mlm_head,
+                                               embedding_size=options.embedding_size)
+        adapters[request.name] = initial_adapters(options.init, space, request.arch, supernet, order)
+    refined = None
+    if options.refine is not None:
+        refined = refine(options.refine, teacher, students, adapters)
+    written = []
+    for request, folder in zip(requests, folders):
+        model = students[request.name].cpu().eval()
+        card = _card_facts(run, request, options, refined, lut, model)
+        written.append(_write_folder(model, teacher.tokenizer, folder, card, options.onnx))
+    return written
+
+
+def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refined, lut: LatencyTable | None,
+                model: NasbertForMaskedLM) -> dict:
+    space = run.space
+    facts = {
+        "name": request.name, "arch": str(request.arch), "teacher": run.config.teacher,
+        "supernet_run": str(run.path), "supernet_data": run.config.train_files, "init": options.init,
+        "embedding_size": model.config.embedding_size,
+        "params": sum(p.numel() for p in model.nasbert.parameters()),
+        "params_encoder": space.params(request.arch) if model.config.embedding_size == space.embedding_dim else None,
+        "flops": space.flops(request.arch), "search": request.search or None,
+        "refine": None,
+    }
+    if refined is not None:
+        last = _last_losses(refined.run_dir, request.name)
+        facts["refine"] = {"steps": refined.config.steps, "data": refined.config.train_files,
+                           "losses": refined.config.losses, "kl_lambda": refined.config.kl_lambda,
+                           "final_losses": last, "run": str(refined.run_dir),
+                           "notes": [n for n in refined.notes if not any(f"{o} " in n for o in refined.names
+                                                                         if o != request.name)]}
+    if lut is not None:
+        facts["predicted_latency_ms"] = lut.predict_ms(request.arch)
+        facts["latency_conditions"] = lut.conditions.to_json()
+    elif request.search.get("predicted_latency_ms") is not None:
+        facts["predicted_latency_ms"] = request.search["predicted_latency_ms"]
+        facts["latency_conditions"] = request.search.get("conditions")
+    if options.measure:
+        from nasbert.latency.measure import measure_model_ms
+        from nasbert.modeling_nasbert import NasbertModel
+
+        conditions = lut.conditions if lut is not None else Conditions.current("cpu", None, 1, 128, "float32")
+        bare = NasbertModel(model.config, add_pooling_layer=False)
+        bare.load_state_dict(model.nasbert.state_dict(), strict=False)
+        facts["measured_latency_ms"] = measure_model_ms(bare.eval(), conditions.batch_size, conditions.seq_len,
+                                                        conditions.threads, "cpu")
+        facts["measured_conditions"] = conditions.to_json()
+    return facts
+
+
+def _last_losses(run_dir: Path, name: str) -> dict | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return rows[-1]["losses"].get(name) if rows else None
+
+
+def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dict, onnx: bool) -> Path:
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_student(model, tmp, tokenizer)
+        (tmp / "README.md").write_text(model_card(facts))
+        (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
+        if onnx:
+            from nasbert.onnx_export import check_onnx_parity, export_onnx
+
+            export_onnx(model, tmp / "model.onnx")
+            facts["onnx_max_abs_diff"] = check_onnx_parity(model, tmp / "model.onnx")
+            (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def export_facts(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / "nasbert_export.json").read_text())

@@ -1,0 +1,61 @@
+"""The README.md model card of an exported student: where it came from, what it costs, how it was measured."""
+
+from __future__ import annotations
+
+import json
+
+
+def _conditions(conditions: dict | None) -> str:
+    if not conditions:
+        return "conditions not recorded"
+    keys = ("device", "device_name", "threads", "batch_size", "seq_len", "dtype", "torch_version", "date")
+    return ", ".join(f"{k} {conditions[k]}" for k in keys if k in conditions)
+
+
+def _ms(value) -> str:
+    return f"{value:.2f} ms" if isinstance(value, (int, float)) else "not measured"
+
+
+def model_card(facts: dict) -> str:
+    """Markdown; `facts` is what export gathered (also saved as nasbert_export.json)."""
+    refine = facts.get("refine")
+    search = facts.get("search") or {}
+    lines = [
+        "---", "library_name: transformers", "tags: [nasbert, nas-bert, distillation, fill-mask]", "---", "",
+        f"# {facts['name']}: a NAS-BERT student of {facts['teacher']}", "",
+        "A task-agnostic student found by nasbert (NAS-BERT search + ETD inheritance). Fine-tune it like any "
+        "encoder:", "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "model = AutoModelForSequenceClassification.from_pretrained(FOLDER, trust_remote_code=True, num_labels=2)",
+        "tokenizer = AutoTokenizer.from_pretrained(FOLDER)",
+        "```", "",
+        "| | |", "| --- | --- |",
+        f"| architecture | `{facts['arch']}` |",
+        f"| parameters | {facts['params']:,} (embeddings + encoder) |",
+        f"| FLOPs | {facts['flops'] / 1e9:.3f} G (batch 1 x seq 128) |",
+        f"| embedding size | {facts['embedding_size']} |",
+        f"| teacher | {facts['teacher']} |",
+        f"| supernet run | {facts['supernet_run']} (trained on {', '.join(facts['supernet_data'])}) |",
+        f"| initialisation | {facts['init']} |",
+    ]
+    if search:
+        lines += [f"| search budget | {search.get('budget')} (rank {search.get('rank')}) |",
+                  f"| approximated loss | {search.get('approx_loss')} (sum of block dev losses) |",
+                  f"| re-checked chained loss | {search.get('rechecked_loss')} |"]
+    lines += [f"| predicted latency | {_ms(facts.get('predicted_latency_ms'))} "
+              f"({_conditions(facts.get('latency_conditions'))}) |",
+              f"| measured latency | {_ms(facts.get('measured_latency_ms'))} "
+              f"({_conditions(facts.get('measured_conditions'))}) |"]
+    if refine:
+        lines += [f"| refinement | {refine['steps']} steps on {', '.join(refine['data'])} |",
+                  f"| refinement losses | {', '.join(refine['losses'])} (lambda {refine['kl_lambda']}) |",
+                  f"| final losses | {json.dumps(refine['final_losses'])} |"]
+        lines += [f"| note | {note} |" for note in refine.get("notes", [])]
+    else:
+        lines.append("| refinement | none |")
+    if "onnx_max_abs_diff" in facts:
+        lines.append(f"| ONNX | model.onnx, max abs difference to PyTorch {facts['onnx_max_abs_diff']:.2e} |")
+    lines += ["", "Latencies are for the bare encoder (no task head); re-measure on your own machine with "
+              "`nasbert latency measure FOLDER`.", ""]
+    return "\n".join(lines)
