@@ -211,6 +211,8 @@ class NasbertPreTrainedModel(PreTrainedModel):
     base_model_prefix = "nasbert"
     supports_gradient_checkpointing = False
     _supports_sdpa = True
+    # Our heads compute their own mean loss, so the Trainer must not rescale it for num_items_in_batch (DDP).
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -3,10 +3,4 @@
 Add a stage by adding a module here and one import line below.
 """
 
-from nasbert.commands import (  # noqa: F401
-    finetune,
-    info,
-    latency,  # noqa: F401
-    search,  # noqa: F401
-    train_supernet,
-)
+from nasbert.commands import export, finetune, info, latency, quickstart, search, train_supernet  # noqa: F401

@@ -1,0 +1,152 @@
+"""`nasbert quickstart --output DIR`: the whole pipeline at toy scale, on CPU, with nothing downloaded.
+
+    1. a generated corpus and sentiment task            DIR/data/
+    2. a small BERT teacher trained briefly by MLM      DIR/teacher/
+    3. train-supernet with progressive shrinking        DIR/run/
+    4. latency profile of the space on this machine     DIR/lut.json
+    5. search at two latency budgets                    DIR/search.json (+ search.png)
+    6. export the winners with refinement               DIR/students/<budget>/
+    7. a short fine-tune of one student                 DIR/finetuned/
+
+Each stage is the same `nasbert` command a user runs (printed as it starts); a finished stage is skipped
+when the quickstart is run again on the same DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+from nasbert import synthetic
+from nasbert.cli import main as nasbert
+from nasbert.errors import UserError
+from nasbert.masking import Masker
+
+# (normal, fast): the fast form is what CI runs
+SCALE = {
+    "corpus_lines": (4000, 1500), "teacher_steps": (300, 120), "supernet_steps": (300, 90),
+    "shrink_warmup": (100, 30), "shrink_every": (50, 20), "refine_steps": (100, 20), "finetune_epochs": (2, 3),
+    "task_train": (2000, 1000), "profile_time": (0.3, 0.05),
+}
+
+
+def _run(stage: str, args: list[str]) -> None:
+    print(f"\n== {stage}\n$ nasbert {shlex.join(args)}", flush=True)
+    code = nasbert(args)
+    if code != 0:
+        raise UserError(f"quickstart stage '{stage}' failed (exit {code}); see the message above")
+
+
+def train_teacher(folder: Path, corpus: Path, steps: int, seed: int = 0) -> Path:
+    """A 4-layer, 64-wide BERT with an MLM head, trained briefly on the generated corpus."""
+    if (folder / "config.json").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(synthetic.vocabulary()) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"))
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=4,
+                                       num_attention_heads=4, intermediate_size=256, max_position_embeddings=64))
+    lines = corpus.read_text().splitlines()
+    masker = Masker(tokenizer, 0.15, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        rows = torch.randint(len(lines), (32,), generator=generator).tolist()
+        batch = tokenizer([lines[i] for i in rows], padding="max_length", truncation=True, max_length=32,
+                          return_tensors="pt")
+        ids, labels = masker.with_labels(batch["input_ids"])
+        labels[batch["attention_mask"] == 0] = -100
+        loss = model(input_ids=ids, attention_mask=batch["attention_mask"], labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 50 == 0 or step == steps - 1:
+            print(f"teacher MLM step {step + 1}/{steps}: loss {loss.item():.3f}", flush=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def quickstart(output: str | Path, fast: bool = False) -> dict:
+    start = time.perf_counter()
+    out = Path(output).resolve()
+    pick = {k: v[1] if fast else v[0] for k, v in SCALE.items()}
+    corpus = out / "data/corpus.txt"
+    if not corpus.exists():
+        synthetic.write_corpus(corpus, pick["corpus_lines"])
+        synthetic.write_task(out / "data/task", pick["task_train"], 400)
+    print("== teacher: a small BERT trained by MLM on the generated corpus", flush=True)
+    teacher = train_teacher(out / "teacher", corpus, pick["teacher_steps"])
+
+    run = out / "run"
+    if not (run / "block_losses.json").exists():
+        _run("train the supernet", [
+            "train-supernet", "--teacher", str(teacher), "--train-file", str(corpus), "--output", str(run),
+            "--num-blocks", "2", "--widths", "32", "64", "--seq-len", "32", "--batch-size", "32", "--lr", "2e-3",
+            "--warmup-steps", "20", "--max-steps", str(pick["supernet_steps"]), "--init", "etd-impt",
+            "--shrink", "--shrink-bins", "4", "--shrink-candidates", "60", "--shrink-keep", "4",
+            "--shrink-warmup-steps", str(pick["shrink_warmup"]), "--shrink-every", str(pick["shrink_every"]),
+            "--shrink-dev-batches", "2", "--eval-every", "100", "--save-every", "100"] + (
+            ["--resume"] if (run / "config.json").exists() else []))
+
+    lut = out / "lut.json"
+    if not lut.exists():
+        space_file = out / "space.json"
+        space_file.write_text(json.dumps(json.loads((run / "config.json").read_text())["space"]))
+        _run("profile latency on this machine", [
+            "latency", "profile", "--space", str(space_file), "--seq-len", "32", "--min-run-time",
+            str(pick["profile_time"]), "--output", str(lut)])
+
+    search = out / "search.json"
+    if not search.exists():
+        budgets = _two_budgets(run, lut)
+        _run("search at two latency budgets", [
+            "search", str(run), "--latency-budget", *budgets, "--lut", str(lut), "--top-k", "10",
+            "--recheck-batches", "2", "--output", str(search)])
+
+    students = out / "students"
+    if not students.exists():
+        _run("export the winners with refinement", [
+            "export", str(run), "--search", str(search), "--init", "supernet", "--refine-steps",
+            str(pick["refine_steps"]), "--train-file", str(corpus), "--refine-batch-size", "32",
+            "--refine-seq-len", "32", "--lut", str(lut), "--output", str(students)] + (
+            ["--resume"] if Path(str(students) + ".refine").exists() else []))
+    folders = sorted(p for p in students.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    finetuned = out / "finetuned"
+    if not (finetuned / "eval_results.json").exists():
+        _run("fine-tune one student on the generated sentiment task", [
+            "finetune", str(folders[0]), "--train-file", str(out / "data/task/train.tsv"), "--validation-file",
+            str(out / "data/task/dev.tsv"), "--epochs", str(pick["finetune_epochs"]), "--lr", "1e-3",
+            "--batch-size", "32", "--max-seq-len", "32", "--output", str(finetuned)])
+    results = json.loads((finetuned / "eval_results.json").read_text())
+    seconds = time.perf_counter() - start
+    print(f"\nquickstart finished in {seconds:.0f} s. Students: {', '.join(str(f) for f in folders)}")
+    print(f"fine-tuned {folders[0].name} on the generated task: {json.dumps(results)}")
+    print("fine-tune a student on your own task with:\n"
+          f"  nasbert finetune {folders[0]} --train-file train.tsv --validation-file dev.tsv --output ft")
+    return {"students": folders, "finetuned": finetuned, "eval": results, "seconds": seconds}
+
+
+def _two_budgets(run: Path, lut: Path) -> list[str]:
+    """Two latency budgets between the fastest and the slowest student the shrunk table holds."""
+    from nasbert.latency.lut import LatencyTable
+    from nasbert.search.select import LatencyModel, block_tables
+    from nasbert.search.topk import StructureCosts, top_k
+    from search_space import SearchSpace
+
+    table = json.loads((run / "block_losses.json").read_text())
+    space = SearchSpace.from_json(table["space"])
+    latency = LatencyModel(LatencyTable.load(lut))
+    _, tables = block_tables(space, table, latency)
+    structure = StructureCosts.for_space(space, latency.projection_ms, latency.constant_ms)
+    totals = [s.latency_ms for s in top_k(tables, structure, k=10**6)]
+    low, high = min(totals), max(totals)
+    return [f"{low + fraction * (high - low):.4f}ms" for fraction in (0.35, 0.8)]

@@ -1,0 +1,29 @@
+"""`nasbert quickstart --fast`: the whole pipeline end to end, as CI runs it (the full form is timed in the README)."""
+
+from __future__ import annotations
+
+import json
+
+from nasbert.cli import main
+from nasbert.modeling_nasbert import NasbertForMaskedLM
+
+
+def test_quickstart_fast_runs_the_whole_pipeline(tmp_path, capsys):
+    assert main(["quickstart", "--output", str(tmp_path / "qs"), "--fast"]) == 0
+    out = capsys.readouterr().out
+    root = tmp_path / "qs"
+    search = json.loads((root / "search.json").read_text())
+    assert len(search["budgets"]) == 2
+    students = sorted(p for p in (root / "students").iterdir() if p.is_dir())
+    assert len(students) == 2
+    for folder, budget in zip(sorted(students, key=lambda p: float(p.name[:-2])),
+                              sorted(search["budgets"], key=lambda b: b["latency_budget_ms"])):
+        card = (folder / "README.md").read_text()
+        assert budget["winner"]["arch"] in card
+        assert budget["winner"]["predicted_latency_ms"] <= budget["latency_budget_ms"]
+        NasbertForMaskedLM.from_pretrained(folder)
+    assert "accuracy" in json.loads((root / "finetuned/eval_results.json").read_text()).__repr__()
+    assert "nasbert finetune" in out and "quickstart finished" in out
+    # A second run finds every stage done and only reports.
+    assert main(["quickstart", "--output", str(root), "--fast"]) == 0
+    assert "== train the supernet" not in capsys.readouterr().out
