@@ -25,6 +25,7 @@ from nasbert.train_supernet import SupernetRecipe, TrainConfig
 
 
 def make_teacher(folder: Path, layers: int, hidden: int) -> None:
+    folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30517)]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
