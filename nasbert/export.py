@@ -36,6 +36,7 @@ class ExportRequest:
     name: str
     arch: Arch
     search: dict = field(default_factory=dict)  # the search.json entry it came from, if any
+    init: str | None = None  # overrides ExportOptions.init (e.g. to compare inits under one refinement)
 
 
 def requests_from_search(path: str, budget: str | None, rank: int) -> list[ExportRequest]:
@@ -91,21 +92,26 @@ def export_students(run: Run, requests: list[ExportRequest], output: str | Path,
     if lut is not None:
         lut.check_space(space)
     teacher = check_teacher(load_teacher(run.config.teacher, space.num_blocks, run.device, with_mlm_head=True), space)
-    order = None
     e = options.embedding_size or space.hidden_size
-    if options.init == "etd-rand":
-        order = random_order(teacher, run.config.seed)
-    elif options.init == "etd-impt" or (options.init == "supernet" and e != space.hidden_size):
+    inits = {request.init or options.init for request in requests}
+    orders = {}
+    if "etd-rand" in inits:
+        orders["etd-rand"] = random_order(teacher, run.config.seed)
+    if "etd-impt" in inits or ("supernet" in inits and e != space.hidden_size):
         ids = run.dev_ids[: options.importance_batches * 8].to(run.device)
-        order = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id, run.config.seed)
-    supernet = run.supernet if options.init == "supernet" else None
+        orders["etd-impt"] = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id,
+                                              run.config.seed)
+    orders["supernet"] = orders.get("etd-impt")  # for a reduced embedding size
+    supernet = run.supernet if "supernet" in inits else None
     torch.manual_seed(options.seed)
     students, adapters = {}, {}
     for request in requests:
-        students[request.name] = build_student(options.init, space, request.arch, teacher, supernet=supernet,
-                                               order=order, teacher_mlm_head=teacher.mlm_head,
+        init = request.init or options.init
+        order = orders.get(init)
+        students[request.name] = build_student(init, space, request.arch, teacher, supernet=supernet, order=order,
+                                               teacher_mlm_head=teacher.mlm_head,
                                                embedding_size=options.embedding_size)
-        adapters[request.name] = initial_adapters(options.init, space, request.arch, supernet, order)
+        adapters[request.name] = initial_adapters(init, space, request.arch, supernet, order)
     refined = None
     if options.refine is not None:
         refined = refine(options.refine, teacher, students, adapters)
@@ -122,7 +128,7 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
     space = run.space
     facts = {
         "name": request.name, "arch": str(request.arch), "teacher": run.config.teacher,
-        "supernet_run": str(run.path), "supernet_data": run.config.train_files, "init": options.init,
+        "supernet_run": str(run.path), "supernet_data": run.config.train_files, "init": request.init or options.init,
         "embedding_size": model.config.embedding_size,
         "params": sum(p.numel() for p in model.nasbert.parameters()),
         "params_encoder": space.params(request.arch) if model.config.embedding_size == space.embedding_dim else None,
