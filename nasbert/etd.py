@@ -118,16 +118,22 @@ def head_rows(head_order: torch.Tensor, head_dim: int) -> torch.Tensor:
     return (head_order[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
 
 
+def matching_head_dim(space_head_dim: int, teacher: Teacher) -> int:
+    """The teacher's head size, which ETD needs the space to share (heads are copied whole)."""
+    teacher_head_dim = teacher.config.hidden_size // teacher.config.num_attention_heads
+    if space_head_dim != teacher_head_dim:
+        raise UserError(f"ETD needs the space's head dim to equal the teacher's ({teacher_head_dim}), "
+                        f"not {space_head_dim}")
+    return teacher_head_dim
+
+
 @torch.no_grad()
 def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: ImportanceOrder) -> None:
     """Copy the teacher's attention, FFN and LayerNorm weights (ordered) into the supernet, see module doc."""
     space = supernet.space
     config = teacher.config
     hidden = config.hidden_size
-    teacher_head_dim = hidden // config.num_attention_heads
-    if space.head_dim != teacher_head_dim:
-        raise UserError(f"ETD needs the space's head dim to equal the teacher's ({teacher_head_dim}), "
-                        f"not {space.head_dim}")
+    teacher_head_dim = matching_head_dim(space.head_dim, teacher)
     w = min(space.max_width, hidden)  # dims beyond the teacher's stay as initialised
     inner = min(space.ffn_ratio * space.max_width, config.intermediate_size)
     hidden_idx = order.hidden[:w]

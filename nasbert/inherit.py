@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nasbert.errors import UserError
-from nasbert.etd import ImportanceOrder, copy_linear, head_rows
+from nasbert.etd import ImportanceOrder, copy_linear, head_rows, matching_head_dim
 from nasbert.modeling_nasbert import NasbertForMaskedLM
 from nasbert.student import EMBEDDING_KEYS, student_config, supernet_student_state
 from nasbert.teacher import Teacher
@@ -89,12 +89,7 @@ def build_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teac
 
 def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: ImportanceOrder) -> dict[str, torch.Tensor]:
     """Encoder weights (student names) from the teacher's layers, ordered by `order`."""
-    config = teacher.config
-    hidden = config.hidden_size
-    teacher_head_dim = hidden // config.num_attention_heads
-    if space.head_dim != teacher_head_dim:
-        raise UserError(f"ETD needs the space's head dim to equal the teacher's ({teacher_head_dim}), "
-                        f"not {space.head_dim}")
+    teacher_head_dim = matching_head_dim(space.head_dim, teacher)
     student = NasbertForMaskedLM(student_config(space, arch)).nasbert.encoder  # shapes to copy into
     k = teacher.layers_per_block
     for n, (block, block_arch) in enumerate(zip(student.blocks, arch)):
