@@ -179,7 +179,7 @@ def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dic
         if onnx:
             from nasbert.onnx_export import check_onnx_parity, export_onnx
 
-            export_onnx(model, tmp / "model.onnx")
+            export_onnx(model, tmp / "model.onnx", seq_len=min(128, model.config.max_position_embeddings))
             facts["onnx_max_abs_diff"] = check_onnx_parity(model, tmp / "model.onnx")
             (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -140,13 +140,14 @@ def test_model_card_fields_are_filled(run, tmp_path, capsys):
     assert main(["latency", "profile", "--space", str(space), "--seq-len", "32", "--min-run-time", "0.03",
                  "--rounds", "1", "--output", str(lut), "--no-progress"]) == 0
     code = main(["export", str(run["run"]), "--arch", ARCH, "--output", str(tmp_path / "card"), "--lut", str(lut),
-                 "--init", "supernet"])
+                 "--init", "supernet", "--onnx"])
     assert code == 0
     card = (tmp_path / "card/README.md").read_text()
     facts = json.loads((tmp_path / "card/nasbert_export.json").read_text())
     for field in ("arch", "params", "flops", "teacher", "init", "predicted_latency_ms", "measured_latency_ms",
                   "latency_conditions", "measured_conditions", "supernet_data"):
         assert facts.get(field) not in (None, "", []), field
+    assert (tmp_path / "card/model.onnx").exists() and facts["onnx_max_abs_diff"] <= 1e-4
     assert ARCH in card and "predicted latency" in card and "measured latency" in card and "not measured" not in card
     assert "nasbert finetune" in capsys.readouterr().out
 
