@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from nasbert.latency import calibrate, plot_validation, profile_space, validate
+from nasbert.latency.validate import machine_note
 from search_space import SearchSpace
 
 TARGETS = {"mape_percent": "<= 5", "max_abs_error_percent": "<= 10", "within_10_percent_fraction": "= 1",
@@ -45,7 +46,8 @@ def main() -> None:
     cal = calibrate(table, args.calibration_samples, seed=1)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
     print(f"calibrated on {len(cal.archs)} students (seed 1) in {time.perf_counter() - start:.1f} s: "
-          f"constant {cal.constant_ms:+.3f} ms, {factors}")
+          f"constant {cal.constant_ms:+.3f} ms, {factors}; fit MAPE {cal.fit['fit_mape_percent']:.2f} %")
+    print("  " + machine_note(cal.fit["repeatability_percent"], cal.fit.get("speed_change_percent")))
 
     result = validate(table, args.samples, seed=0)
     table.validation = result.to_json()
@@ -54,6 +56,7 @@ def main() -> None:
                            f"{table.conditions.describe()}")
     measured = result.measured_ms
     print(f"validated on {len(measured)} other students (seed 0), measured {min(measured):.1f}-{max(measured):.1f} ms")
+    print("  " + machine_note(result.repeatability_percent, result.speed_change_percent))
     print(f"{'figure':<28}{'raw sum':>10}{'calibrated':>12}   target")
     raw, calibrated = result.raw, result.calibrated
     for key, target in TARGETS.items():

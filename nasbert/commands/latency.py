@@ -21,7 +21,7 @@ from nasbert.latency.calibrate import calibrate
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
 from nasbert.latency.measure import load_student_folder, measure_model
 from nasbert.latency.profile import profile_space
-from nasbert.latency.validate import format_figures, plot_validation, validate
+from nasbert.latency.validate import format_figures, machine_note, plot_validation, validate
 from search_space import SearchSpace
 
 
@@ -118,6 +118,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, {factors}; "
           f"fit MAPE {cal.fit['fit_mape_percent']:.2f} %, max {cal.fit['fit_max_abs_error_percent']:.2f} %; "
           f"wrote {args.lut}")
+    print(machine_note(cal.fit["repeatability_percent"], cal.fit.get("speed_change_percent")))
     return 0
 
 
@@ -135,6 +136,7 @@ def run_validate(args: argparse.Namespace) -> int:
     print(f"raw sum     {format_figures(result.raw)}")
     if result.calibrated is not None:
         print(f"calibrated  {format_figures(result.calibrated)}")
+    print(machine_note(result.repeatability_percent, result.speed_change_percent))
     print(f"plot: {plot}; figures stored in {args.lut}")
     return 0
 

@@ -13,13 +13,15 @@ lightly towards "no correction" (factor 1, constant 0) so a family few samples c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import lsq_linear
 from tqdm.auto import tqdm
 
-from nasbert.latency.lut import FAMILIES, Calibration, Conditions, LatencyTable
-from nasbert.latency.measure import measure_model
+from nasbert.latency.lut import FAMILIES, Calibration, Conditions, Entry, LatencyTable
+from nasbert.latency.measure import measure_model, quietest, reference_call, resolve_device, resolve_dtype, time_call
 from nasbert.student import build_student
 from search_space import Arch, SearchSpace
 
@@ -50,16 +52,51 @@ def current_conditions(table: LatencyTable) -> Conditions:
 
 
 def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0, rounds: int = 3,
-                     progress: bool = True, desc: str = "measuring") -> list[float]:
-    """Median end-to-end ms of a fresh NasbertModel per arch, under the table's conditions."""
+                     progress: bool = True, desc: str = "measuring") -> Measurements:
+    """Per arch, `rounds` end-to-end timings of a fresh NasbertModel under the table's conditions.
+
+    The rounds are passes over all archs, so each student is timed at moments far apart: a machine whose
+    speed drifts (other tenants, clock boost) is then seen in its quietest state for every student alike.
+    Every pass also times the table's reference workload, to compare the machine's speed with the profile's.
+    """
     cond = current_conditions(table)
-    measured = []
-    for arch in tqdm(archs, desc=desc, unit="student", disable=not progress):
-        model = build_student(table.space, arch)
-        measured.append(measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device, cond.dtype,
-                                      min_run_time_s, rounds).median_ms)
-        del model
-    return measured
+    device, dtype = resolve_device(cond.device), resolve_dtype(cond.dtype)
+    timings: list[list[Entry]] = [[] for _ in archs]
+    reference: list[Entry] = []
+    with tqdm(total=rounds * len(archs), desc=desc, unit="student", disable=not progress) as bar:
+        for _ in range(rounds):
+            reference.append(time_call(reference_call(cond.batch_size, cond.seq_len, device, dtype), cond.threads,
+                                       0.1))
+            for n, arch in enumerate(archs):
+                torch.manual_seed(n)
+                model = build_student(table.space, arch)
+                timings[n].append(measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device,
+                                                cond.dtype, min_run_time_s / rounds, rounds=1))
+                del model
+                bar.update()
+    profiled = table.profile.get("reference_ms")
+    speed_change = (quietest(reference).median_ms / profiled - 1) * 100 if profiled else None
+    return Measurements(timings, speed_change)
+
+
+@dataclass
+class Measurements:
+    """End-to-end timings per arch and round, and how much slower (+) the machine ran than when profiled."""
+
+    timings: list[list[Entry]]
+    speed_change_percent: float | None
+
+
+def quietest_ms(measurements: Measurements) -> list[float]:
+    """Per arch, the median of its quietest round."""
+    return [quietest(rounds).median_ms for rounds in measurements.timings]
+
+
+def repeatability_percent(measurements: Measurements) -> float:
+    """How much the machine disagreed with itself: median over archs of (slowest / quietest round - 1), in %."""
+    spreads = [max(e.median_ms for e in rounds) / min(e.median_ms for e in rounds) - 1
+               for rounds in measurements.timings]
+    return float(np.median(spreads) * 100)
 
 
 def relative_errors_percent(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
@@ -98,7 +135,10 @@ def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_tim
               progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
     """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`."""
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
-    table.calibration = fit_calibration(table, archs, measured, STUDENT_HEADS, seed)
+    measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
+    table.calibration = fit_calibration(table, archs, quietest_ms(measurements), STUDENT_HEADS, seed)
+    table.calibration.fit["repeatability_percent"] = repeatability_percent(measurements)
+    if measurements.speed_change_percent is not None:
+        table.calibration.fit["speed_change_percent"] = measurements.speed_change_percent
     table.validation = None  # figures of the old correction no longer describe the table
     return table.calibration

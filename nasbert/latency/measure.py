@@ -73,6 +73,19 @@ def quietest(rounds: list[Entry]) -> Entry:
     return Entry(best.median_ms, best.iqr_ms, sum(e.runs_count for e in rounds))
 
 
+def reference_call(batch_size: int, seq_len: int, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> Callable[[], object]:
+    """A fixed workload (an F layer of width 256) timed beside the table and the students, to see whether the
+    machine itself ran at another speed when the table was profiled than when students were measured."""
+    from nasbert.configuration_nasbert import NasbertConfig
+    from nasbert.modeling_nasbert import NasbertLayer
+
+    torch.manual_seed(0)
+    layer = NasbertLayer(NasbertConfig(arch="256:F", head_dim=64, ffn_ratio=4), "F", 256).eval().to(device, dtype)
+    x = torch.randn(batch_size, seq_len, 256, device=device, dtype=dtype)  # (B, T, 256)
+    return lambda: layer(x, None, None)
+
+
 def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.device | str = "cpu",
                  seed: int = 0) -> dict[str, torch.Tensor]:
     """What a tokenizer hands a model: input_ids (B, T) of real tokens (no padding) and an all-ones mask."""

@@ -21,11 +21,19 @@ from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
-from nasbert.latency.measure import fixed_threads, quietest, resolve_device, resolve_dtype, time_call
+from nasbert.latency.measure import (
+    fixed_threads,
+    quietest,
+    reference_call,
+    resolve_device,
+    resolve_dtype,
+    time_call,
+)
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
 from search_space import SearchSpace
 
+REFERENCE = "reference"  # a fixed workload, timed to compare the machine's speed across commands
 # A task: (table name, build the module, build its input) -> timed as module(input)
 Task = tuple[str, Callable[[], nn.Module], Callable[[], tuple]]
 
@@ -98,6 +106,7 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
         calls = {name: _bind(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input())
                  for name, make_module, make_input in tasks}
+        calls[REFERENCE] = reference_call(batch_size, seq_len, torch_device, torch_dtype)
         timings: dict[str, list[Entry]] = {name: [] for name in calls}
         with tqdm(total=rounds * len(calls), desc="profiling", unit="entry", disable=not progress) as bar:
             for _ in range(rounds):
@@ -106,6 +115,7 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                     bar.update()
         del calls
     measured = {name: quietest(entries) for name, entries in timings.items()}
+    reference = measured.pop(REFERENCE)
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}
     head_entries: dict[str, Entry] = {}
@@ -122,7 +132,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     wall_ms = (time.perf_counter() - start) * 1e3
     return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
                         profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
-                                 "rounds_count": rounds, "entries_count": len(measured)})
+                                 "rounds_count": rounds, "entries_count": len(measured),
+                                 "reference_ms": round(reference.median_ms, 6)})
 
 
 def _bind(module: nn.Module, inputs: tuple) -> Callable[[], object]:

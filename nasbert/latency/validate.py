@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from nasbert.latency.calibrate import STUDENT_HEADS, measure_students, relative_errors_percent, sample_archs
+from nasbert.latency.calibrate import (
+    STUDENT_HEADS,
+    measure_students,
+    quietest_ms,
+    relative_errors_percent,
+    repeatability_percent,
+    sample_archs,
+)
 from nasbert.latency.lut import LatencyTable
 from search_space import Arch
 
@@ -35,6 +42,8 @@ class Validation:
     raw_ms: list[float]
     calibrated_ms: list[float] | None
     seed: int
+    repeatability_percent: float = 0.0  # median over students of slowest/quietest round - 1
+    speed_change_percent: float | None = None  # the reference workload now vs when the table was profiled
 
     @property
     def raw(self) -> dict[str, float]:
@@ -46,6 +55,9 @@ class Validation:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"samples_count": len(self.archs), "seed": self.seed,
+                                "repeatability_percent": round(self.repeatability_percent, 3),
+                                **({} if self.speed_change_percent is None else
+                                   {"speed_change_percent": round(self.speed_change_percent, 3)}),
                                 "raw": _rounded(self.raw)}
         if self.calibrated is not None:
             data["calibrated"] = _rounded(self.calibrated)
@@ -66,17 +78,29 @@ def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time
     """Measure `samples` random students, disjoint from the calibration samples, against the predictions."""
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
+    measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
+    measured = quietest_ms(measurements)
     raw = [table.predict_ms(a, STUDENT_HEADS, calibrated=False) for a in archs]
     calibrated = ([table.predict_ms(a, STUDENT_HEADS, calibrated=True) for a in archs]
                   if table.calibration is not None else None)
-    return Validation(archs, measured, raw, calibrated, seed)
+    return Validation(archs, measured, raw, calibrated, seed, repeatability_percent(measurements),
+                      measurements.speed_change_percent)
 
 
 def format_figures(figures: dict[str, float]) -> str:
     return (f"MAPE {figures['mape_percent']:.2f} %, max |error| {figures['max_abs_error_percent']:.2f} %, "
             f"within +-10 % {figures['within_10_percent_fraction'] * 100:.0f} %, "
             f"Kendall tau {figures['kendall_tau']:.3f}")
+
+
+def machine_note(repeatability: float, speed_change: float | None) -> str:
+    """One line on how steady the machine was, for the reports."""
+    line = f"machine: the same student varied {repeatability:.1f} % between rounds (median)"
+    if speed_change is not None:
+        line += f"; the reference workload ran {speed_change:+.1f} % vs when the table was profiled"
+        if abs(speed_change) > 5:
+            line += " (the machine's speed drifted: re-profile when it is steady, or expect errors of that size)"
+    return line
 
 
 def plot_validation(result: Validation, path: str | Path, title: str = "") -> Path:
