@@ -52,8 +52,7 @@ def main() -> None:
     result = validate(table, args.samples, seed=0)
     table.validation = result.to_json()
     table.save(output / "lut.json")
-    plot = plot_validation(result, output / "validation.png", title=f"{args.samples} random students, "
-                           f"{table.conditions.describe()}")
+    plot = plot_validation(result, output / "validation.png", table.conditions.describe())
     measured = result.measured_ms
     print(f"validated on {len(measured)} other students (seed 0), measured {min(measured):.1f}-{max(measured):.1f} ms")
     print("  " + machine_note(result.repeatability_percent, result.speed_change_percent))

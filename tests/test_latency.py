@@ -71,6 +71,7 @@ def test_table_holds_every_op_width_and_nothing_else(space, table):
     cond = table.conditions
     assert (cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype) == ("cpu", 1, 1, 16, "float32")
     assert cond.torch_version and cond.device_name and cond.date
+    assert table.profile["reference_ms"] > 0 and table.profile["rounds_count"] == 3
 
 
 def test_profile_restores_the_thread_count(space):
@@ -214,7 +215,8 @@ def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, cap
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = LatencyTable.load(lut)
     assert table.calibration is not None and len(table.calibration.archs) == 6
-    assert table.validation["samples_count"] == 4
+    assert table.validation["samples_count"] == 4 and "speed_change_percent" in table.validation
+    assert "machine: the same student varied" in out
     assert not set(table.validation["archs"]) & set(table.calibration.archs)
     student = save_student(build_student(space, space.sample(5)), tmp_path / "student")
     assert main(["latency", "measure", str(student), "--lut", str(lut), *FAST]) == 0

@@ -129,7 +129,7 @@ def run_validate(args: argparse.Namespace) -> int:
     result = validate(table, args.samples, args.seed, args.min_run_time, args.rounds,
                       progress=not args.no_progress)
     plot = Path(args.plot) if args.plot else Path(args.lut).with_suffix(".validation.png")
-    plot_validation(result, plot, title=f"{len(result.archs)} random students, {table.conditions.describe()}")
+    plot_validation(result, plot, table.conditions.describe())
     table.validation = {**result.to_json(), "plot": str(plot)}
     table.save(args.lut)
     print(f"{len(result.archs)} random students (seed {args.seed}), {table.conditions.describe()}")

@@ -103,7 +103,7 @@ def machine_note(repeatability: float, speed_change: float | None) -> str:
     return line
 
 
-def plot_validation(result: Validation, path: str | Path, title: str = "") -> Path:
+def plot_validation(result: Validation, path: str | Path, conditions: str = "") -> Path:
     """Predicted vs measured (PNG), raw and calibrated, with the diagonal and the +-10 % band."""
     import matplotlib
 
@@ -126,7 +126,7 @@ def plot_validation(result: Validation, path: str | Path, title: str = "") -> Pa
     ax.set_ylim(0, top)
     ax.set_xlabel("measured end to end (ms)")
     ax.set_ylabel("predicted by the table (ms)")
-    ax.set_title(title or f"{len(measured)} random students", fontsize=9)
+    ax.set_title(f"{len(measured)} random students" + (f"\n{conditions}" if conditions else ""), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
