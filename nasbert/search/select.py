@@ -91,14 +91,27 @@ def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None) 
 
 
 @torch.inference_mode()
-def recheck(run: Run, archs: list[Arch], batches: int = 4, batch_size: int = 32) -> dict[str, float]:
-    """Chained dev loss of each arch: its super blocks chained from the teacher's embedding output."""
+def chained_losses(run: Run, arch: Arch, states: list[torch.Tensor]) -> list[float]:
+    """The arch's super blocks chained on their own outputs from the teacher's embeddings Y_0; the MSE of the
+    chain against the teacher at every block boundary: [MSE(h_1, Y_1), ..., MSE(h_N, Y_N)]."""
+    hidden, losses = states[0], []
+    for n, block in enumerate(arch):
+        hidden = run.supernet.forward_block(n, hidden, block)
+        losses.append(masked_mse(hidden, states[n + 1], None).item())
+    return losses
+
+
+@torch.inference_mode()
+def recheck(run: Run, archs: list[Arch], batches: int = 4, batch_size: int = 32,
+            final_only: bool = False) -> dict[str, float]:
+    """Chained dev loss of each arch: summed over the block boundaries (the whole-model counterpart of the
+    approximated loss, which sums block losses measured on the teacher's inputs), or at the output only."""
     ids = run.dev_ids[: batches * batch_size].to(run.device)
     states = [run.teacher.block_states(chunk) for chunk in ids.split(batch_size)]
     losses = {}
     for arch in tqdm(archs, desc="re-checking", leave=False):
-        total = sum(masked_mse(run.supernet.forward_chain(s[0], arch), s[-1], None).item() for s in states)
-        losses[str(arch)] = total / len(states)
+        per_batch = [chained_losses(run, arch, s) for s in states]
+        losses[str(arch)] = sum(b[-1] if final_only else sum(b) for b in per_batch) / len(per_batch)
     return losses
 
 
