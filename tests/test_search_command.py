@@ -12,6 +12,8 @@ from nasbert.errors import UserError
 from nasbert.latency import LatencyTable, profile_space
 from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
+from nasbert.search.select import LatencyModel, block_tables
+from nasbert.search.topk import StructureCosts, top_k
 from nasbert.train_supernet import TrainConfig, train_supernet
 from search_space import Arch
 
@@ -50,7 +52,11 @@ def searched(tmp_path_factory):
 def test_search_writes_winners_under_each_budget(searched, capsys):
     root, run, _ = searched
     lut = LatencyTable.load(root / "lut.json")  # as saved (entries rounded to the microsecond)
-    budget_ms = 0.9 * lut.predict_ms(load_run(run).space.largest_arch())
+    space = load_run(run).space
+    latency = LatencyModel(lut)
+    _, tables = block_tables(space, load_run(run).block_table, latency)
+    every = top_k(tables, StructureCosts.for_space(space, latency.projection_ms, latency.constant_ms), k=10**6)
+    budget_ms = sorted(s.latency_ms for s in every)[len(every) // 3]  # a third of the table's students fit
     output = root / "search.json"
     code = main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--params-budget", "1M", "--lut",
                  str(root / "lut.json"), "--top-k", "5", "--recheck-batches", "1", "--output", str(output)])
