@@ -144,6 +144,9 @@ def test_other_conditions_are_refused(table):
                    dict(device="cuda"), dict(device_name="another CPU"), dict(torch_version="1.0.0")):
         with pytest.raises(LatencyTableError, match="other conditions"):
             table.require(replace(cond, **change))
+        with pytest.raises(LatencyTableError, match="other conditions"):
+            table.predict_ms("16:M,I,I,I/16:F,I,I,I", conditions=replace(cond, **change))
+    assert table.predict_ms("16:M,I,I,I/16:F,I,I,I", conditions=cond) > 0
 
 
 # ---- calibration ----------------------------------------------------------------------------------------

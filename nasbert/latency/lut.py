@@ -307,9 +307,13 @@ class LatencyTable:
             parts["projection"] += self.projection_entry(in_width, out_width).median_ms
         return parts
 
-    def predict_ms(self, arch: Arch | str, heads: Iterable[str] = (), calibrated: bool | None = None) -> float:
+    def predict_ms(self, arch: Arch | str, heads: Iterable[str] = (), calibrated: bool | None = None,
+                   conditions: Conditions | None = None) -> float:
         """Predicted latency of `arch` in ms: the sum of its entries, corrected by the calibration if the table has
-        one (`calibrated=None`), or on request (True; refused without a calibration) / never (False)."""
+        one (`calibrated=None`), or on request (True; refused without a calibration) / never (False).
+        With `conditions`, refused unless they are the table's."""
+        if conditions is not None:
+            self.require(conditions)
         parts = self.components_ms(arch, heads)
         if calibrated is None:
             calibrated = self.calibration is not None
