@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from transformers import BertTokenizerFast
-
 from tiny_assets import write_vocab
+from transformers import BertTokenizerFast
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -151,7 +151,7 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
         for selection in chosen:
             arch = Arch(tuple(candidates[n][i] for n, i in enumerate(selection.indices)))
             top.append(Candidate(str(arch), selection.params, space.flops(arch), selection.loss,
-                                 lut.predict_ms(arch) if lut is not None else None, rechecked.get(str(arch))))
+                                 selection.latency_ms if lut is not None else None, rechecked.get(str(arch))))
         if rechecked:
             top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
         results.append(BudgetResult(latency_budget, params_budget, top))
