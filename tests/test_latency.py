@@ -72,6 +72,7 @@ def test_table_holds_every_op_width_and_nothing_else(space, table):
     assert (cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype) == ("cpu", 1, 1, 16, "float32")
     assert cond.torch_version and cond.device_name and cond.date
     assert table.profile["reference_ms"] > 0 and table.profile["rounds_count"] == 3
+    assert table.profile["speed_spread_percent"] >= 0
 
 
 def test_profile_restores_the_thread_count(space):
@@ -214,17 +215,19 @@ def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, cap
     plot = tmp_path / "plot.png"
     assert main(["latency", "validate", "--lut", str(lut), "--samples", "4", "--plot", str(plot), *FAST]) == 0
     out = capsys.readouterr().out
-    assert "raw sum     MAPE" in out and "calibrated  MAPE" in out and "Kendall tau" in out
+    assert "as measured       raw sum     MAPE" in out and "speed-normalised  calibrated  MAPE" in out
+    assert "Kendall tau" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = LatencyTable.load(lut)
     assert table.calibration is not None and len(table.calibration.archs) == 6
     assert table.validation["samples_count"] == 4 and "speed_change_percent" in table.validation
+    assert set(table.validation["speed_normalised"]) == {"raw", "calibrated"}
     assert "machine: the same student varied" in out
     assert not set(table.validation["archs"]) & set(table.calibration.archs)
     student = save_student(build_student(space, space.sample(5)), tmp_path / "student")
     assert main(["latency", "measure", str(student), "--lut", str(lut), *FAST]) == 0
     out = capsys.readouterr().out
-    assert "ms median" in out and "predicted" in out
+    assert "ms median" in out and "predicted" in out and "speed gauge" in out
     assert main(["latency", "predict", "16:M,F,I,I/32:S3,I,I,I", "--lut", str(lut)]) == 0
     assert "calibrated" in capsys.readouterr().out
 

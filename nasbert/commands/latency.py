@@ -19,9 +19,9 @@ from nasbert.cli import command, load_space
 from nasbert.errors import UserError
 from nasbert.latency.calibrate import calibrate
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
-from nasbert.latency.measure import load_student_folder, measure_model
+from nasbert.latency.measure import SpeedGauge, load_student_folder, measure_model, resolve_device, resolve_dtype
 from nasbert.latency.profile import profile_space
-from nasbert.latency.validate import format_figures, machine_note, plot_validation, validate
+from nasbert.latency.validate import machine_note, plot_validation, report_lines, validate
 from search_space import SearchSpace
 
 
@@ -47,7 +47,7 @@ def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None
     parser.add_argument("--min-run-time", type=float, default=default_s,
                         help=f"seconds of timed runs per measurement (default {default_s})")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="split the timed runs into this many rounds and keep the quietest (default 3)")
+                        help="split the timed runs into this many rounds and keep the middle one (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -133,9 +133,8 @@ def run_validate(args: argparse.Namespace) -> int:
     table.validation = {**result.to_json(), "plot": str(plot)}
     table.save(args.lut)
     print(f"{len(result.archs)} random students (seed {args.seed}), {table.conditions.describe()}")
-    print(f"raw sum     {format_figures(result.raw)}")
-    if result.calibrated is not None:
-        print(f"calibrated  {format_figures(result.calibrated)}")
+    for line in report_lines(result):
+        print(line)
     print(machine_note(result.repeatability_percent, result.speed_change_percent))
     print(f"plot: {plot}; figures stored in {args.lut}")
     return 0
@@ -167,6 +166,13 @@ def run_measure(args: argparse.Namespace) -> int:
         error = (predicted - timing.median_ms) / timing.median_ms * 100
         kind = "calibrated" if table.calibration is not None else "raw sum"
         print(f"predicted {predicted:.3f} ms ({kind}), error {error:+.1f} %")
+        profiled = table.profile.get("reference_ms")
+        if profiled:
+            gauge = SpeedGauge(asked.batch_size, asked.seq_len, resolve_device(asked.device),
+                               resolve_dtype(asked.dtype), asked.threads, 0.2)
+            speed_ms = gauge.read_ms()
+            print(f"speed gauge {(speed_ms / profiled - 1) * 100:+.1f} % vs when the table was profiled; scaled to "
+                  f"that speed the student takes {timing.median_ms * profiled / speed_ms:.3f} ms")
     return 0
 
 

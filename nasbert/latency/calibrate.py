@@ -6,8 +6,9 @@ keeps its weights hot). We measure M random students and fit, in relative error,
 
     measured - embeddings - heads  ~  constant_ms + sum over families f of factor_f * (table sum of f)
 
-families: projection, M, F, S (every kernel); factors >= 0, the constant of either sign, both pulled
-lightly towards "no correction" (factor 1, constant 0) so a family few samples contain stays put.
+families: projection, M, F, S (every kernel); factors >= 0, the constant of either sign. The factors are
+pulled lightly towards the one factor that best fits all families together, and the constant towards 0,
+so a family the samples barely vary (or contain) takes the common correction instead of a wild one.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from scipy.optimize import lsq_linear
 from tqdm.auto import tqdm
 
 from nasbert.latency.lut import FAMILIES, Calibration, Conditions, Entry, LatencyTable
-from nasbert.latency.measure import measure_model, quietest, reference_call, resolve_device, resolve_dtype, time_call
+from nasbert.latency.measure import SpeedGauge, measure_model, resolve_device, resolve_dtype, smoothed, typical
 from nasbert.student import build_student
 from search_space import Arch, SearchSpace
 
-PRIOR_WEIGHT = 0.02  # strength of the pull towards factor 1 / constant 0, per unit of relative error
+PRIOR_WEIGHT = 0.1  # strength of the pull towards the common factor / constant 0, per unit of relative error
 STUDENT_HEADS = ("pooler",)  # what NasbertModel runs after the encoder
 
 
@@ -55,45 +56,55 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
                      progress: bool = True, desc: str = "measuring") -> Measurements:
     """Per arch, `rounds` end-to-end timings of a fresh NasbertModel under the table's conditions.
 
-    The rounds are passes over all archs, so each student is timed at moments far apart: a machine whose
-    speed drifts (other tenants, clock boost) is then seen in its quietest state for every student alike.
-    Every pass also times the table's reference workload, to compare the machine's speed with the profile's.
+    The rounds are passes over all archs, so each student is timed at moments far apart. Beside every timing
+    the speed gauge is read; with the table's gauge reading (`profile.reference_ms`) that gives each timing
+    also scaled to the speed the machine had when the table was profiled.
     """
     cond = current_conditions(table)
-    device, dtype = resolve_device(cond.device), resolve_dtype(cond.dtype)
-    timings: list[list[Entry]] = [[] for _ in archs]
-    reference: list[Entry] = []
+    gauge = SpeedGauge(cond.batch_size, cond.seq_len, resolve_device(cond.device), resolve_dtype(cond.dtype),
+                       cond.threads, min(0.05, min_run_time_s / rounds))
+    timed: list[tuple[int, Entry]] = []  # (arch index, timing) in time order
+    gauge_ms: list[float] = []
     with tqdm(total=rounds * len(archs), desc=desc, unit="student", disable=not progress) as bar:
         for _ in range(rounds):
-            reference.append(time_call(reference_call(cond.batch_size, cond.seq_len, device, dtype), cond.threads,
-                                       0.1))
             for n, arch in enumerate(archs):
                 torch.manual_seed(n)
                 model = build_student(table.space, arch)
-                timings[n].append(measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device,
-                                                cond.dtype, min_run_time_s / rounds, rounds=1))
+                gauge_ms.append(gauge.read_ms())
+                timed.append((n, measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device,
+                                               cond.dtype, min_run_time_s / rounds, rounds=1)))
                 del model
                 bar.update()
+    measurements = Measurements([[] for _ in archs], None, float(np.median(gauge_ms)))
     profiled = table.profile.get("reference_ms")
-    speed_change = (quietest(reference).median_ms / profiled - 1) * 100 if profiled else None
-    return Measurements(timings, speed_change)
+    if profiled:
+        measurements.normalised = [[] for _ in archs]
+    for (n, entry), speed_ms in zip(timed, smoothed(gauge_ms)):
+        measurements.timings[n].append(entry)
+        if profiled:
+            measurements.normalised[n].append(entry.scaled(profiled / speed_ms))
+    if profiled:
+        measurements.speed_change_percent = (measurements.gauge_ms / profiled - 1) * 100
+    return measurements
 
 
 @dataclass
 class Measurements:
-    """End-to-end timings per arch and round, and how much slower (+) the machine ran than when profiled."""
+    """End-to-end timings per arch and round: as measured, and scaled to the machine's speed at profile time."""
 
     timings: list[list[Entry]]
-    speed_change_percent: float | None
+    normalised: list[list[Entry]] | None  # None where the table has no gauge reading
+    gauge_ms: float  # the speed gauge's median reading during these measurements
+    speed_change_percent: float | None = None  # + when the machine ran slower than when the table was profiled
 
-
-def quietest_ms(measurements: Measurements) -> list[float]:
-    """Per arch, the median of its quietest round."""
-    return [quietest(rounds).median_ms for rounds in measurements.timings]
+    def typical_ms(self, normalised: bool = False) -> list[float]:
+        """Per arch, the median of its middle round (scaled to the profile's speed if `normalised`)."""
+        source = self.normalised if normalised and self.normalised is not None else self.timings
+        return [typical(rounds).median_ms for rounds in source]
 
 
 def repeatability_percent(measurements: Measurements) -> float:
-    """How much the machine disagreed with itself: median over archs of (slowest / quietest round - 1), in %."""
+    """How much the machine disagreed with itself: median over archs of (slowest / fastest round - 1), in %."""
     spreads = [max(e.median_ms for e in rounds) / min(e.median_ms for e in rounds) - 1
                for rounds in measurements.timings]
     return float(np.median(spreads) * 100)
@@ -113,13 +124,15 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
     parts = [table.components_ms(arch, heads) for arch in archs]
     fixed = np.array([p["embeddings"] + p["heads"] for p in parts])  # (M,) kept at factor 1
     features = np.array([[p[f] for f in FAMILIES] + [1.0] for p in parts])  # (M, families + 1)
-    scale = float(np.median(y))
     a = features / y[:, None]  # rows divided by the measurement: residuals are relative errors
     b = (y - fixed) / y
+    # One factor for everything first (closed form); the per-family factors are pulled towards it.
+    variable = a[:, :-1].sum(axis=1)
+    common = float(variable @ b / (variable @ variable))
     n_factors = len(FAMILIES)
-    prior_a = PRIOR_WEIGHT * np.eye(n_factors + 1)  # factors towards 1, constant (in units of the median) to 0
-    prior_a[-1, -1] = PRIOR_WEIGHT / scale
-    prior_b = PRIOR_WEIGHT * np.r_[np.ones(n_factors), 0.0]
+    prior_a = PRIOR_WEIGHT * np.eye(n_factors + 1)  # constant (in units of the median) towards 0
+    prior_a[-1, -1] = PRIOR_WEIGHT / float(np.median(y))
+    prior_b = PRIOR_WEIGHT * np.r_[np.full(n_factors, common), 0.0]
     lower = np.r_[np.zeros(n_factors), -np.inf]
     solution = lsq_linear(np.vstack([a, prior_a]), np.r_[b, prior_b], bounds=(lower, np.full(n_factors + 1, np.inf)))
     factors, constant = solution.x[:n_factors], float(solution.x[-1])
@@ -136,7 +149,8 @@ def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_tim
     """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`."""
     archs = sample_archs(table.space, samples, seed, exclude)
     measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
-    table.calibration = fit_calibration(table, archs, quietest_ms(measurements), STUDENT_HEADS, seed)
+    # Fit on the timings scaled to the profile's speed: a drift of the machine must not become a "correction".
+    table.calibration = fit_calibration(table, archs, measurements.typical_ms(normalised=True), STUDENT_HEADS, seed)
     table.calibration.fit["repeatability_percent"] = repeatability_percent(measurements)
     if measurements.speed_change_percent is not None:
         table.calibration.fit["speed_change_percent"] = measurements.speed_change_percent

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -22,18 +23,18 @@ from tqdm.auto import tqdm
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
 from nasbert.latency.measure import (
+    SpeedGauge,
     fixed_threads,
-    quietest,
-    reference_call,
     resolve_device,
     resolve_dtype,
+    smoothed,
     time_call,
+    typical,
 )
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
 from search_space import SearchSpace
 
-REFERENCE = "reference"  # a fixed workload, timed to compare the machine's speed across commands
 # A task: (table name, build the module, build its input) -> timed as module(input)
 Task = tuple[str, Callable[[], nn.Module], Callable[[], tuple]]
 
@@ -89,7 +90,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     """Measure every entry of `space`'s table under these conditions and return the table (unsaved).
 
     Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds, in passes over all entries (so a
-    burst of other work hits different entries in different passes); the quietest is kept.
+    burst of work or of idle neighbours hits different entries in different passes), each scaled by a speed
+    gauge read just before it to the machine's usual speed during the profile; the middle round is kept.
     """
     if batch_size < 1 or seq_len < 1 or rounds < 1:
         raise UserError(f"batch size, seq len and rounds must be positive, got {batch_size}, {seq_len}, {rounds}")
@@ -106,16 +108,25 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
         calls = {name: _bind(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input())
                  for name, make_module, make_input in tasks}
-        calls[REFERENCE] = reference_call(batch_size, seq_len, torch_device, torch_dtype)
-        timings: dict[str, list[Entry]] = {name: [] for name in calls}
+        gauge = SpeedGauge(batch_size, seq_len, torch_device, torch_dtype, conditions.threads,
+                           min(0.05, min_run_time_s / rounds))
+        order: list[str] = []  # entry names in the order they were timed
+        timed: list[Entry] = []
+        gauge_ms: list[float] = []  # the gauge read just before each timing
         with tqdm(total=rounds * len(calls), desc="profiling", unit="entry", disable=not progress) as bar:
             for _ in range(rounds):
                 for name, call in calls.items():
-                    timings[name].append(time_call(call, conditions.threads, min_run_time_s / rounds))
+                    gauge_ms.append(gauge.read_ms())
+                    timed.append(time_call(call, conditions.threads, min_run_time_s / rounds))
+                    order.append(name)
                     bar.update()
-        del calls
-    measured = {name: quietest(entries) for name, entries in timings.items()}
-    reference = measured.pop(REFERENCE)
+        del calls, gauge
+    # Scale every timing to the machine's usual speed over the whole profile, then keep each entry's middle round.
+    reference_ms = float(np.median(gauge_ms))
+    timings: dict[str, list[Entry]] = {name: [] for name in order}
+    for name, entry, speed_ms in zip(order, timed, smoothed(gauge_ms)):
+        timings[name].append(entry.scaled(reference_ms / speed_ms))
+    measured = {name: typical(entries) for name, entries in timings.items()}
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}
     head_entries: dict[str, Entry] = {}
@@ -133,7 +144,13 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
                         profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
                                  "rounds_count": rounds, "entries_count": len(measured),
-                                 "reference_ms": round(reference.median_ms, 6)})
+                                 "reference_ms": round(reference_ms, 6),
+                                 "speed_spread_percent": round(_spread_percent(gauge_ms), 3)})
+
+
+def _spread_percent(gauge_ms: list[float]) -> float:
+    """How far the machine's speed moved during the profile: 90th / 10th percentile of the gauge - 1, in %."""
+    return float((np.percentile(gauge_ms, 90) / np.percentile(gauge_ms, 10) - 1) * 100)
 
 
 def _bind(module: nn.Module, inputs: tuple) -> Callable[[], object]:

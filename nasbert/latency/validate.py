@@ -2,7 +2,9 @@
 
 Random students of the table's space (seeded; never the ones calibration was fitted on) are built as
 NasbertModel and timed end to end under the table's conditions. Reported for the raw sums and, when the
-table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau.
+table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau;
+against the timings as measured, and against the same timings scaled by the speed gauge to the speed the
+machine had when the table was profiled (the predictor's own error, without the machine's drift).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from scipy.stats import kendalltau
 from nasbert.latency.calibrate import (
     STUDENT_HEADS,
     measure_students,
-    quietest_ms,
     relative_errors_percent,
     repeatability_percent,
     sample_archs,
@@ -38,39 +39,46 @@ def accuracy(predicted_ms: list[float], measured_ms: list[float]) -> dict[str, f
 @dataclass
 class Validation:
     archs: list[Arch]
-    measured_ms: list[float]
-    raw_ms: list[float]
-    calibrated_ms: list[float] | None
+    measured_ms: list[float]  # as measured (the middle of the rounds)
+    normalised_ms: list[float] | None  # scaled to the machine's speed at profile time (None: table has no gauge)
+    raw_ms: list[float]  # predicted: the table's sums
+    calibrated_ms: list[float] | None  # predicted with the calibration (None: table not calibrated)
     seed: int
-    repeatability_percent: float = 0.0  # median over students of slowest/quietest round - 1
-    speed_change_percent: float | None = None  # the reference workload now vs when the table was profiled
+    repeatability_percent: float = 0.0  # median over students of slowest/fastest round - 1
+    speed_change_percent: float | None = None  # the gauge now vs when the table was profiled
 
-    @property
-    def raw(self) -> dict[str, float]:
-        return accuracy(self.raw_ms, self.measured_ms)
-
-    @property
-    def calibrated(self) -> dict[str, float] | None:
-        return None if self.calibrated_ms is None else accuracy(self.calibrated_ms, self.measured_ms)
+    def figures(self, normalised: bool = False) -> dict[str, dict[str, float]]:
+        """{"raw": accuracy, "calibrated": accuracy (if calibrated)} against the timings as measured or scaled."""
+        measured = self.normalised_ms if normalised and self.normalised_ms is not None else self.measured_ms
+        result = {"raw": accuracy(self.raw_ms, measured)}
+        if self.calibrated_ms is not None:
+            result["calibrated"] = accuracy(self.calibrated_ms, measured)
+        return result
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"samples_count": len(self.archs), "seed": self.seed,
-                                "repeatability_percent": round(self.repeatability_percent, 3),
-                                **({} if self.speed_change_percent is None else
-                                   {"speed_change_percent": round(self.speed_change_percent, 3)}),
-                                "raw": _rounded(self.raw)}
-        if self.calibrated is not None:
-            data["calibrated"] = _rounded(self.calibrated)
+                                "repeatability_percent": round(self.repeatability_percent, 3)}
+        if self.speed_change_percent is not None:
+            data["speed_change_percent"] = round(self.speed_change_percent, 3)
+        data["as_measured"] = _rounded(self.figures())
+        if self.normalised_ms is not None:
+            data["speed_normalised"] = _rounded(self.figures(normalised=True))
         data["archs"] = [str(a) for a in self.archs]
-        data["measured_ms"] = [round(x, 4) for x in self.measured_ms]
-        data["predicted_raw_ms"] = [round(x, 4) for x in self.raw_ms]
+        data["measured_ms"] = _rounded_list(self.measured_ms)
+        if self.normalised_ms is not None:
+            data["speed_normalised_ms"] = _rounded_list(self.normalised_ms)
+        data["predicted_raw_ms"] = _rounded_list(self.raw_ms)
         if self.calibrated_ms is not None:
-            data["predicted_calibrated_ms"] = [round(x, 4) for x in self.calibrated_ms]
+            data["predicted_calibrated_ms"] = _rounded_list(self.calibrated_ms)
         return data
 
 
-def _rounded(figures: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in figures.items()}
+def _rounded(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {kind: {k: round(v, 4) for k, v in values.items()} for kind, values in figures.items()}
+
+
+def _rounded_list(values: list[float]) -> list[float]:
+    return [round(x, 4) for x in values]
 
 
 def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time_s: float = 1.0, rounds: int = 3,
@@ -79,12 +87,12 @@ def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
     measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
-    measured = quietest_ms(measurements)
     raw = [table.predict_ms(a, STUDENT_HEADS, calibrated=False) for a in archs]
     calibrated = ([table.predict_ms(a, STUDENT_HEADS, calibrated=True) for a in archs]
                   if table.calibration is not None else None)
-    return Validation(archs, measured, raw, calibrated, seed, repeatability_percent(measurements),
-                      measurements.speed_change_percent)
+    normalised = measurements.typical_ms(normalised=True) if measurements.normalised is not None else None
+    return Validation(archs, measurements.typical_ms(), normalised, raw, calibrated, seed,
+                      repeatability_percent(measurements), measurements.speed_change_percent)
 
 
 def format_figures(figures: dict[str, float]) -> str:
@@ -93,18 +101,28 @@ def format_figures(figures: dict[str, float]) -> str:
             f"Kendall tau {figures['kendall_tau']:.3f}")
 
 
+def report_lines(result: Validation) -> list[str]:
+    """The figures as printed by `nasbert latency validate`."""
+    lines = []
+    for normalised in (False, True) if result.normalised_ms is not None else (False,):
+        against = "speed-normalised" if normalised else "as measured"
+        for kind, figures in result.figures(normalised).items():
+            lines.append(f"{against:<17} {kind + ' sum' if kind == 'raw' else kind:<11} {format_figures(figures)}")
+    return lines
+
+
 def machine_note(repeatability: float, speed_change: float | None) -> str:
     """One line on how steady the machine was, for the reports."""
     line = f"machine: the same student varied {repeatability:.1f} % between rounds (median)"
     if speed_change is not None:
-        line += f"; the reference workload ran {speed_change:+.1f} % vs when the table was profiled"
+        line += f"; the speed gauge read {speed_change:+.1f} % vs when the table was profiled"
         if abs(speed_change) > 5:
-            line += " (the machine's speed drifted: re-profile when it is steady, or expect errors of that size)"
+            line += " (the machine's speed drifted: as-measured figures include that drift)"
     return line
 
 
 def plot_validation(result: Validation, path: str | Path, conditions: str = "") -> Path:
-    """Predicted vs measured (PNG), raw and calibrated, with the diagonal and the +-10 % band."""
+    """Predicted vs measured (PNG), with the diagonal and the +-10 % band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,22 +130,31 @@ def plot_validation(result: Validation, path: str | Path, conditions: str = "") 
 
     path = Path(path)
     measured = np.asarray(result.measured_ms)
+    normalised = np.asarray(result.normalised_ms) if result.normalised_ms is not None else None
+    best = result.calibrated_ms if result.calibrated_ms is not None else result.raw_ms
+    label = "calibrated" if result.calibrated_ms is not None else "raw sum"
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
-    top = max(measured.max(), max(result.raw_ms), max(result.calibrated_ms or [0])) * 1.08
+    top = max([*measured, *result.raw_ms, *best, *(normalised if normalised is not None else [])]) * 1.08
     line = np.array([0.0, top])
     ax.plot(line, line, color="black", linewidth=1, label="predicted = measured")
     ax.fill_between(line, line * 0.9, line * 1.1, color="grey", alpha=0.2, label="+-10 %")
-    ax.scatter(measured, result.raw_ms, s=18, marker="o", facecolors="none", edgecolors="tab:blue",
-               label=f"raw sum (MAPE {result.raw['mape_percent']:.1f} %)")
+    x = normalised if normalised is not None else measured
+    against = "speed-normalised" if normalised is not None else "as measured"
+    figures = result.figures(normalised is not None)
     if result.calibrated_ms is not None:
-        ax.scatter(measured, result.calibrated_ms, s=18, marker="x", color="tab:red",
-                   label=f"calibrated (MAPE {result.calibrated['mape_percent']:.1f} %)")
+        ax.scatter(x, result.raw_ms, s=18, marker="o", facecolors="none", edgecolors="tab:blue",
+                   label=f"raw sum vs {against} (MAPE {figures['raw']['mape_percent']:.1f} %)")
+    if normalised is not None:
+        ax.scatter(measured, best, s=14, marker="+", color="grey",
+                   label=f"{label} vs as measured (MAPE {result.figures()[label.split()[0]]['mape_percent']:.1f} %)")
+    ax.scatter(x, best, s=18, marker="x", color="tab:red",
+               label=f"{label} vs {against} (MAPE {figures[label.split()[0]]['mape_percent']:.1f} %)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("measured end to end (ms)")
     ax.set_ylabel("predicted by the table (ms)")
     ax.set_title(f"{len(measured)} random students" + (f"\n{conditions}" if conditions else ""), fontsize=9)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
