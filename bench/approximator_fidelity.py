@@ -2,11 +2,15 @@
 
     python bench/approximator_fidelity.py --run bench_runs/pipeline/supernet [--archs 50] [--batches 4]
 
-For `--archs` random students of the run's space: approximated loss = sum over blocks of the block's dev loss
+For `--archs` random students: approximated loss = sum over blocks of the block's dev loss
 (each block fed the teacher's states, as in training and in block_losses.json); chained loss = the super blocks
 chained on their own outputs from the teacher's embeddings, MSE against the teacher at every block boundary,
 summed (what search re-checks), and at the output only. Both on the same dev batches. Prints Kendall's tau
-between the approximated loss and each (target >= 0.8).
+between the approximated loss and each (target >= 0.8), for students drawn two ways:
+  searchable  each block one of the run's surviving candidates (block_losses.json), uniformly: the students the
+              approximator ranks in `nasbert search`
+  whole space uniformly from the whole space, shrinking ignored: most of these blocks were pruned early and
+              trained little after, so they say how the approximator does on what search never sees
 
 Without --run it first trains a documented smaller setting: the real teacher on WikiText-2 for 300 steps.
 """
@@ -24,6 +28,7 @@ from nasbert.cli import main as nasbert
 from nasbert.run_dir import load_run
 from nasbert.scoring import BlockScorer
 from nasbert.search.select import recheck
+from search_space import Arch, BlockArch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -48,23 +53,27 @@ def main() -> None:
     run = load_run(run_dir)
     space = run.space
     rng = np.random.default_rng(args.seed)
-    archs = [space.sample(rng) for _ in range(args.archs)]
+    survivors = [[BlockArch.parse(e["arch"]) for e in entries] for entries in run.block_table["blocks"]]
+    drawn = {"searchable": [Arch(tuple(block[rng.integers(len(block))] for block in survivors))
+                            for _ in range(args.archs)],
+             "whole space": [space.sample(rng) for _ in range(args.archs)]}
     ids = run.dev_ids[: args.batches * args.batch_size]
     scorer = BlockScorer.from_teacher(run.supernet, run.teacher, ids, args.batch_size)
-    block_losses = [scorer.score(n, [a[n] for a in archs]) for n in range(space.num_blocks)]
-    approximated = np.sum(block_losses, axis=0)
-    print(f"run {run_dir}, {args.archs} random students, {len(ids)} dev sequences; block scoring "
-          f"{scorer.candidates_per_second:.1f} candidates/s")
-    print(f"approximated loss (sum of block losses) {approximated.min():.4f}..{approximated.max():.4f}")
-    for label, final_only in (("chained, summed over block boundaries (what search re-checks)", False),
-                              ("chained, at the output only", True)):
-        chained = recheck(run, archs, args.batches, args.batch_size, final_only=final_only)
-        chained = np.array([chained[str(a)] for a in archs])
-        tau = kendalltau(approximated, chained).statistic
-        rho = spearmanr(approximated, chained).statistic
-        print(f"vs {label}: {chained.min():.4f}..{chained.max():.4f}; Kendall tau {tau:.3f} (target >= 0.8), "
-              f"Spearman rho {rho:.3f}")
-
+    print(f"run {run_dir}: {args.archs} random students per draw, {len(ids)} dev sequences, "
+          f"{[len(b) for b in survivors]} surviving candidates per block")
+    for draw, archs in drawn.items():
+        block_losses = [scorer.score(n, [a[n] for a in archs]) for n in range(space.num_blocks)]
+        approximated = np.sum(block_losses, axis=0)
+        print(f"[{draw}] approximated loss (sum of block losses) {approximated.min():.4f}..{approximated.max():.4f}; "
+              f"block scoring {scorer.candidates_per_second:.1f} candidates/s")
+        for label, final_only in (("chained, summed over block boundaries (what search re-checks)", False),
+                                  ("chained, at the output only", True)):
+            chained = recheck(run, archs, args.batches, args.batch_size, final_only=final_only)
+            chained = np.array([chained[str(a)] for a in archs])
+            tau = kendalltau(approximated, chained).statistic
+            rho = spearmanr(approximated, chained).statistic
+            print(f"[{draw}] vs {label}: {chained.min():.4f}..{chained.max():.4f}; Kendall tau {tau:.3f} "
+                  f"(target >= 0.8), Spearman rho {rho:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -5,9 +5,9 @@
 Profiles the default NAS-BERT space on this machine (batch 1 x seq 128 unless told otherwise), calibrates
 on random students of seed 1, validates on other random students of seed 0 (disjoint from the calibration
 set) measured end to end as NasbertModel, and prints MAPE, max |error|, share within +-10 % and Kendall tau
-for the raw table sums and the calibrated prediction, against the timings as measured and against the same
-timings scaled by the speed gauge to the machine's speed at profile time (a cloud VM drifts by a quarter
-for minutes at a time; the normalised figures are the predictor's own error).
+for the raw table sums and the calibrated prediction. Every timing (profile, calibration, validation) is the
+median of rounds taken at the machine's usual speed: a speed gauge beside each timing spots the phases in
+which a cloud VM runs a quarter faster or slower, and those timings are retimed (the count is printed).
 Targets: MAPE <= 5 %, all within +-10 %, tau >= 0.9.
 """
 
@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from nasbert.latency import calibrate, plot_validation, profile_space, validate
-from nasbert.latency.validate import machine_note
 from search_space import SearchSpace
 
 TARGETS = {"mape_percent": "<= 5", "max_abs_error_percent": "<= 10", "within_10_percent_fraction": "= 1",
@@ -43,14 +42,15 @@ def main() -> None:
     table = profile_space(SearchSpace(), threads=args.threads, batch_size=args.batch_size, seq_len=args.seq_len)
     profile_s = time.perf_counter() - start
     print(f"profiled {len(table.entries())} entries of the default space in {profile_s:.1f} s "
-          f"under {table.conditions.describe()}; speed gauge spread {table.profile['speed_spread_percent']:.1f} %")
+          f"under {table.conditions.describe()}; {table.profile['rejected_count']} of "
+          f"{table.profile['timings_count']} timings retimed (another speed phase)")
 
     start = time.perf_counter()
     cal = calibrate(table, args.calibration_samples, seed=1)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
     print(f"calibrated on {len(cal.archs)} students (seed 1) in {time.perf_counter() - start:.1f} s: "
           f"constant {cal.constant_ms:+.3f} ms, {factors}; fit MAPE {cal.fit['fit_mape_percent']:.2f} %")
-    print("  " + machine_note(cal.fit["repeatability_percent"], cal.fit.get("speed_change_percent")))
+    print(f"  {cal.fit['rejected_count']} of {cal.fit['timings_count']} timings retimed (another speed phase)")
 
     result = validate(table, args.samples, seed=0)
     table.validation = result.to_json()
@@ -58,13 +58,12 @@ def main() -> None:
     plot = plot_validation(result, output / "validation.png", table.conditions.describe())
     measured = result.measured_ms
     print(f"validated on {len(measured)} other students (seed 0), measured {min(measured):.1f}-{max(measured):.1f} ms")
-    print("  " + machine_note(result.repeatability_percent, result.speed_change_percent))
-    as_measured, normalised = result.figures(), result.figures(normalised=True)
-    print(f"{'':<28}{'as measured':>24}{'speed-normalised':>24}")
-    print(f"{'figure':<28}{'raw sum':>12}{'calibrated':>12}{'raw sum':>12}{'calibrated':>12}   target")
+    print("  " + result.machine.note())
+    figures = result.figures()
+    print(f"{'figure':<28}{'raw sum':>12}{'calibrated':>12}   target")
     for key, target in TARGETS.items():
         scale = 100 if key.endswith("_fraction") else 1
-        values = [f[kind][key] * scale for f in (as_measured, normalised) for kind in ("raw", "calibrated")]
+        values = [figures[kind][key] * scale for kind in ("raw", "calibrated")]
         print(f"{key:<28}" + "".join(f"{v:>12.3f}" for v in values) + f"   {target}{' (%)' if scale == 100 else ''}")
     print(f"table and plot: {output / 'lut.json'}, {plot}")
 

@@ -76,11 +76,12 @@ def baseline_for(budget_ms: float, space: SearchSpace, lut: LatencyTable) -> Arc
 def measure_teacher_ms(teacher: str, lut: LatencyTable) -> float:
     from transformers import AutoModel
 
-    from nasbert.latency.measure import measure_model_ms
+    from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
 
     c = lut.conditions
     model = AutoModel.from_pretrained(teacher).eval()
-    return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device)
+    return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device,
+                            gauge_reference_ms=gauge_reference_ms(lut))
 
 
 def main() -> None:

@@ -149,14 +149,15 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
         facts["predicted_latency_ms"] = request.search["predicted_latency_ms"]
         facts["latency_conditions"] = request.search.get("conditions")
     if options.measure:
-        from nasbert.latency.measure import measure_model_ms
+        from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
         from nasbert.modeling_nasbert import NasbertModel
 
         conditions = lut.conditions if lut is not None else Conditions.current("cpu", None, 1, 128, "float32")
         bare = NasbertModel(model.config, add_pooling_layer=False)
         bare.load_state_dict(model.nasbert.state_dict(), strict=False)
         facts["measured_latency_ms"] = measure_model_ms(bare.eval(), conditions.batch_size, conditions.seq_len,
-                                                        conditions.threads, "cpu")
+                                                        conditions.threads, "cpu",
+                                                        gauge_reference_ms=gauge_reference_ms(lut))
         facts["measured_conditions"] = conditions.to_json()
     return facts
 

@@ -18,7 +18,8 @@ from nasbert.latency import (
     profile_space,
     sample_archs,
 )
-from nasbert.latency.lut import FAMILIES, op_family
+from nasbert.latency.lut import FAMILIES, Entry, op_family
+from nasbert.latency.measure import at_usual_speed
 from nasbert.registration import save_student
 from nasbert.student import build_student
 from search_space import SearchSpace
@@ -71,8 +72,8 @@ def test_table_holds_every_op_width_and_nothing_else(space, table):
     cond = table.conditions
     assert (cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype) == ("cpu", 1, 1, 16, "float32")
     assert cond.torch_version and cond.device_name and cond.date
-    assert table.profile["reference_ms"] > 0 and table.profile["rounds_count"] == 3
-    assert table.profile["speed_spread_percent"] >= 0
+    assert table.profile["gauge_reference_ms"] > 0 and table.profile["rounds_count"] == 3
+    assert table.profile["timings_count"] >= 3 * len(table.entries()) and table.profile["rejected_count"] >= 0
 
 
 def test_profile_restores_the_thread_count(space):
@@ -215,19 +216,19 @@ def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, cap
     plot = tmp_path / "plot.png"
     assert main(["latency", "validate", "--lut", str(lut), "--samples", "4", "--plot", str(plot), *FAST]) == 0
     out = capsys.readouterr().out
-    assert "as measured       raw sum     MAPE" in out and "speed-normalised  calibrated  MAPE" in out
+    assert "raw sum     MAPE" in out and "calibrated  MAPE" in out
     assert "Kendall tau" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = LatencyTable.load(lut)
     assert table.calibration is not None and len(table.calibration.archs) == 6
-    assert table.validation["samples_count"] == 4 and "speed_change_percent" in table.validation
-    assert set(table.validation["speed_normalised"]) == {"raw", "calibrated"}
-    assert "machine: the same student varied" in out
+    assert table.validation["samples_count"] == 4 and table.validation["machine"]["timings_count"] >= 4 * 3
+    assert {"raw", "calibrated"} <= set(table.validation)
+    assert "timings fell in another speed phase" in out
     assert not set(table.validation["archs"]) & set(table.calibration.archs)
     student = save_student(build_student(space, space.sample(5)), tmp_path / "student")
     assert main(["latency", "measure", str(student), "--lut", str(lut), *FAST]) == 0
     out = capsys.readouterr().out
-    assert "ms median" in out and "predicted" in out and "speed gauge" in out
+    assert "ms median" in out and "predicted" in out and "speed phase" in out
     assert main(["latency", "predict", "16:M,F,I,I/32:S3,I,I,I", "--lut", str(lut)]) == 0
     assert "calibrated" in capsys.readouterr().out
 
@@ -257,3 +258,42 @@ def test_cli_refuses_a_table_from_other_conditions(lut_file, capsys):
     _edit(lut_file, lambda d: d["embeddings"].update(median_s=d["embeddings"].pop("median_ms")))
     assert main(["latency", "calibrate", "--lut", str(lut_file), *FAST]) == 2
     assert "unit other than ms" in one_sentence_error(capsys)
+
+
+# ---- timings at the machine's usual speed ---------------------------------------------------------------
+
+
+class _PhasedMachine:
+    """A fake machine whose speed flips: each gauge reading and timing advances a clock; while the clock is in a
+    'fast' window the gauge reads 10 % low and every item runs 25 % faster."""
+
+    def __init__(self, fast_windows: list[range]):
+        self.clock, self.fast_windows = 0, fast_windows
+
+    def fast(self) -> bool:
+        return any(self.clock in window for window in self.fast_windows)
+
+    def read_ms(self) -> float:
+        self.clock += 1
+        return 0.09 if self.fast() else 0.10
+
+    def time(self, true_ms: float) -> Entry:
+        self.clock += 1
+        return Entry(true_ms * (0.75 if self.fast() else 1.0), 0.0, 10)
+
+
+def test_timings_in_another_speed_phase_are_retimed():
+    machine = _PhasedMachine([range(4, 15)])  # the first pass's second half and part of the second pass run fast
+    items = [10.0, 20.0, 30.0, 40.0]
+    result = at_usual_speed(items, machine.time, rounds=2, gauge=machine, progress=False)
+    assert [e.median_ms for e in result.entries] == items  # only timings at the usual speed are kept
+    assert result.rejected_count > 0 and result.timings_count == 2 * len(items) + result.rejected_count
+    assert result.reference_ms == pytest.approx(0.10) and not result.unsteady
+
+
+def test_without_the_gauge_the_fast_phase_would_land_in_the_timing():
+    machine = _PhasedMachine([range(0, 1000)])  # always fast: against the table's reference nothing is usual
+    result = at_usual_speed([10.0], machine.time, rounds=3, gauge=machine, reference_ms=0.10, max_passes=4,
+                            progress=False)
+    assert result.unsteady == [0] and result.entries[0].median_ms == pytest.approx(7.5)
+    assert result.rejected_count == result.timings_count == 4

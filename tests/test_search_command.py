@@ -12,7 +12,7 @@ from nasbert.errors import UserError
 from nasbert.latency import LatencyTable, profile_space
 from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
-from nasbert.search.select import LatencyModel, block_tables
+from nasbert.search.select import BudgetResult, Candidate, LatencyModel, block_tables, confirm_by_measurement
 from nasbert.search.topk import StructureCosts, top_k
 from nasbert.train_supernet import TrainConfig, train_supernet
 from search_space import Arch
@@ -59,7 +59,8 @@ def test_search_writes_winners_under_each_budget(searched, capsys):
     budget_ms = sorted(s.latency_ms for s in every)[len(every) // 3]  # a third of the table's students fit
     output = root / "search.json"
     code = main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--params-budget", "1M", "--lut",
-                 str(root / "lut.json"), "--top-k", "5", "--recheck-batches", "1", "--output", str(output)])
+                 str(root / "lut.json"), "--top-k", "5", "--recheck-batches", "1", "--measure", "0",
+                 "--output", str(output)])
     assert code == 0
     assert "winner arch" in capsys.readouterr().out
     result = json.loads(output.read_text())
@@ -89,3 +90,55 @@ def test_latency_budget_without_a_table_is_refused(searched, capsys):
     assert "needs a latency table" in capsys.readouterr().err
     assert main(["search", str(root / "nothing"), "--params-budget", "1M"]) == 2
     assert "not a train-supernet run" in capsys.readouterr().err
+
+
+def test_search_measures_the_leaders_and_the_winner_fits_as_measured(searched, capsys):
+    root, run, lut = searched
+    output = root / "measured.json"
+    budget_ms = lut.predict_ms(lut.space.largest_arch())  # roomy: the largest student fits as predicted
+    assert main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"),
+                 "--top-k", "4", "--recheck-batches", "1", "--measure", "2", "--output", str(output)]) == 0
+    assert "meas ms" in capsys.readouterr().out
+    budget = json.loads(output.read_text())["budgets"][0]
+    assert budget["winner"]["measured_latency_ms"] > 0 and budget["note"]
+    if budget["winner"]["measured_latency_ms"] <= budget_ms:
+        assert budget["note"].startswith("winner measured")
+
+
+def _candidates(predicted: list[float], prefix: str = "arch") -> list[Candidate]:
+    return [Candidate(f"{prefix}{n}", 1, 1, float(n), ms) for n, ms in enumerate(predicted)]
+
+
+def test_confirm_by_measurement_takes_the_best_ranked_leader_that_fits():
+    result = BudgetResult(10.0, None, _candidates([9.9, 9.5, 9.0]))
+    measured = {"arch0": 10.4, "arch1": 9.8, "arch2": 9.2}
+    confirm_by_measurement(result, measured.__getitem__, count=3, rerank=None)
+    assert [c.arch for c in result.top_k] == ["arch1", "arch0", "arch2"]
+    assert result.winner.measured_latency_ms == 9.8 and "9.800 ms <= 10.000 ms" in result.note
+
+
+def test_confirm_by_measurement_tightens_the_budget_when_every_leader_is_over():
+    result = BudgetResult(10.0, None, _candidates([9.9, 9.8]))
+    asked = []
+
+    predicted = {c.arch: c.predicted_latency_ms for c in result.top_k}
+
+    def rerank(tighter_ms: float) -> list[Candidate]:
+        asked.append(tighter_ms)
+        top = _candidates([tighter_ms * 0.99, tighter_ms * 0.9], prefix=f"tight{len(asked)}-")
+        predicted.update({c.arch: c.predicted_latency_ms for c in top})
+        return top
+
+    def timed(arch: str) -> float:  # every student measures 5 % over its prediction
+        return 1.05 * predicted[arch]
+
+    confirm_by_measurement(result, timed, count=2, rerank=rerank)
+    assert asked and asked[0] < 10.0 / 1.05
+    assert result.winner.measured_latency_ms <= 10.0 and "table searched at" in result.note
+
+
+def test_confirm_by_measurement_says_so_when_nothing_fits():
+    result = BudgetResult(10.0, None, _candidates([9.9, 9.8]))
+    confirm_by_measurement(result, lambda arch: 20.0 if arch == "arch0" else 15.0, count=2,
+                           rerank=lambda ms: (_ for _ in ()).throw(UserError("nothing fits")))
+    assert result.winner.arch == "arch1" and "1.500 x the budget" in result.note

@@ -19,9 +19,9 @@ from nasbert.cli import command, load_space
 from nasbert.errors import UserError
 from nasbert.latency.calibrate import calibrate
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
-from nasbert.latency.measure import SpeedGauge, load_student_folder, measure_model, resolve_device, resolve_dtype
+from nasbert.latency.measure import gauge_reference_ms, load_student_folder, measure_model_at_usual_speed
 from nasbert.latency.profile import profile_space
-from nasbert.latency.validate import machine_note, plot_validation, report_lines, validate
+from nasbert.latency.validate import plot_validation, report_lines, validate
 from search_space import SearchSpace
 
 
@@ -47,7 +47,8 @@ def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None
     parser.add_argument("--min-run-time", type=float, default=default_s,
                         help=f"seconds of timed runs per measurement (default {default_s})")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="split the timed runs into this many rounds and keep the middle one (default 3)")
+                        help="split the timed runs into this many rounds, far apart in time and each at the "
+                             "machine's usual speed, and keep their median (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -106,6 +107,7 @@ def run_profile(args: argparse.Namespace) -> int:
     table.save(output)
     print(f"profiled {len(table.entries())} entries in {table.profile['wall_ms'] / 1e3:.1f} s under "
           f"{table.conditions.describe()}; wrote {output}")
+    print(_machine_line(table.profile))
     return 0
 
 
@@ -118,7 +120,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, {factors}; "
           f"fit MAPE {cal.fit['fit_mape_percent']:.2f} %, max {cal.fit['fit_max_abs_error_percent']:.2f} %; "
           f"wrote {args.lut}")
-    print(machine_note(cal.fit["repeatability_percent"], cal.fit.get("speed_change_percent")))
+    print(_machine_line(cal.fit))
     return 0
 
 
@@ -135,7 +137,7 @@ def run_validate(args: argparse.Namespace) -> int:
     print(f"{len(result.archs)} random students (seed {args.seed}), {table.conditions.describe()}")
     for line in report_lines(result):
         print(line)
-    print(machine_note(result.repeatability_percent, result.speed_change_percent))
+    print(result.machine.note())
     print(f"plot: {plot}; figures stored in {args.lut}")
     return 0
 
@@ -152,10 +154,12 @@ def run_measure(args: argparse.Namespace) -> int:
         asked = Conditions.current(args.device or "cpu", args.threads, args.batch_size or 1, args.seq_len or 128,
                                    args.dtype or "float32")
     model = load_student_folder(args.student)
-    timing = measure_model(model, asked.batch_size, asked.seq_len, asked.threads, asked.device, asked.dtype,
-                           args.min_run_time, args.rounds)
+    measured = measure_model_at_usual_speed(model, asked.batch_size, asked.seq_len, asked.threads, asked.device,
+                                            asked.dtype, args.min_run_time, args.rounds, gauge_reference_ms(table))
+    timing = measured.entries[0]
     print(f"{args.student}: {timing.median_ms:.3f} ms median (IQR {timing.iqr_ms:.3f} ms, {timing.runs_count} runs) "
           f"as {type(model).__name__}, {asked.describe()}")
+    print(measured.note())
     config = model.config
     if table is not None and getattr(config, "arch", None) is not None:
         if not (config.embedding_projection and config.output_projection):
@@ -166,14 +170,15 @@ def run_measure(args: argparse.Namespace) -> int:
         error = (predicted - timing.median_ms) / timing.median_ms * 100
         kind = "calibrated" if table.calibration is not None else "raw sum"
         print(f"predicted {predicted:.3f} ms ({kind}), error {error:+.1f} %")
-        profiled = table.profile.get("reference_ms")
-        if profiled:
-            gauge = SpeedGauge(asked.batch_size, asked.seq_len, resolve_device(asked.device),
-                               resolve_dtype(asked.dtype), asked.threads, 0.2)
-            speed_ms = gauge.read_ms()
-            print(f"speed gauge {(speed_ms / profiled - 1) * 100:+.1f} % vs when the table was profiled; scaled to "
-                  f"that speed the student takes {timing.median_ms * profiled / speed_ms:.3f} ms")
     return 0
+
+
+def _machine_line(report: dict) -> str:
+    """How steady the machine was, from a table's profile or calibration report."""
+    return (f"machine: {report.get('rejected_count', 0)} of {report.get('timings_count', 0)} timings fell in another "
+            f"speed phase and were retimed; kept rounds agree within {report.get('repeatability_percent', 0):.1f} % "
+            f"(median)" + (f"; {report['unsteady_count']} never ran at the usual speed"
+                           if report.get("unsteady_count") else ""))
 
 
 def _space_of(table: LatencyTable, config) -> SearchSpace:

@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut", help="latency table of the target device (`nasbert latency profile`)")
     parser.add_argument("--top-k", type=int, default=100, help="candidates per budget re-checked as whole models")
     parser.add_argument("--recheck-batches", type=int, default=4, help="dev batches for the re-check (0: skip it)")
+    parser.add_argument("--measure", type=int, default=3, metavar="N",
+                        help="time up to N leaders per latency budget end to end (when the table is for this "
+                             "machine and settings) and make the best-ranked one that fits the winner; 0: trust "
+                             "the table (default 3)")
     parser.add_argument("--output", default="search.json", help="results file (a Pareto plot is written beside it)")
     parser.add_argument("--device", default="cpu", help="device for the re-check: cpu or cuda")
 
@@ -34,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give at least one budget: --latency-budget 20ms and/or --params-budget 10M")
     if args.top_k <= 0:
         raise UserError("--top-k must be positive")
+    if args.measure < 0:
+        raise UserError("--measure must be 0 or more")
     budgets = [(b, params_budget) for b in latency_budgets] or [(None, params_budget)]
     lut = LatencyTable.load(args.lut) if args.lut else None
     loaded = load_run(args.run, args.device)
-    outcome = search(loaded, budgets, lut, args.top_k, args.recheck_batches)
+    outcome = search(loaded, budgets, lut, args.top_k, args.recheck_batches, args.measure)
     output = Path(args.output)
     write_results(outcome.results, loaded, lut, args.lut, output)
     print(format_table(outcome.results))

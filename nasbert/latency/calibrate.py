@@ -14,15 +14,22 @@ so a family the samples barely vary (or contain) takes the common correction ins
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.optimize import lsq_linear
-from tqdm.auto import tqdm
 
 from nasbert.latency.lut import FAMILIES, Calibration, Conditions, Entry, LatencyTable
-from nasbert.latency.measure import SpeedGauge, measure_model, resolve_device, resolve_dtype, smoothed, typical
+from nasbert.latency.measure import (
+    SpeedGauge,
+    UsualSpeed,
+    at_usual_speed,
+    gauge_reference_ms,
+    model_inputs,
+    resolve_device,
+    resolve_dtype,
+    time_call,
+)
 from nasbert.student import build_student
 from search_space import Arch, SearchSpace
 
@@ -53,61 +60,26 @@ def current_conditions(table: LatencyTable) -> Conditions:
 
 
 def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0, rounds: int = 3,
-                     progress: bool = True, desc: str = "measuring") -> Measurements:
-    """Per arch, `rounds` end-to-end timings of a fresh NasbertModel under the table's conditions.
+                     progress: bool = True, desc: str = "measuring") -> UsualSpeed:
+    """Per arch, the median of `rounds` end-to-end timings of a NasbertModel under the table's conditions,
+    taken at the speed the machine had when the table was profiled (its gauge reading, where it has one).
 
-    The rounds are passes over all archs, so each student is timed at moments far apart. Beside every timing
-    the speed gauge is read; with the table's gauge reading (`profile.reference_ms`) that gives each timing
-    also scaled to the speed the machine had when the table was profiled.
+    The rounds are passes over all archs, so each student is timed at moments far apart; each timing builds
+    the student afresh (seeded), so 30 default-space students never sit in memory together.
     """
     cond = current_conditions(table)
-    gauge = SpeedGauge(cond.batch_size, cond.seq_len, resolve_device(cond.device), resolve_dtype(cond.dtype),
-                       cond.threads, min(0.05, min_run_time_s / rounds))
-    timed: list[tuple[int, Entry]] = []  # (arch index, timing) in time order
-    gauge_ms: list[float] = []
-    with tqdm(total=rounds * len(archs), desc=desc, unit="student", disable=not progress) as bar:
-        for _ in range(rounds):
-            for n, arch in enumerate(archs):
-                torch.manual_seed(n)
-                model = build_student(table.space, arch)
-                gauge_ms.append(gauge.read_ms())
-                timed.append((n, measure_model(model, cond.batch_size, cond.seq_len, cond.threads, cond.device,
-                                               cond.dtype, min_run_time_s / rounds, rounds=1)))
-                del model
-                bar.update()
-    measurements = Measurements([[] for _ in archs], None, float(np.median(gauge_ms)))
-    profiled = table.profile.get("reference_ms")
-    if profiled:
-        measurements.normalised = [[] for _ in archs]
-    for (n, entry), speed_ms in zip(timed, smoothed(gauge_ms)):
-        measurements.timings[n].append(entry)
-        if profiled:
-            measurements.normalised[n].append(entry.scaled(profiled / speed_ms))
-    if profiled:
-        measurements.speed_change_percent = (measurements.gauge_ms / profiled - 1) * 100
-    return measurements
+    device, dtype = resolve_device(cond.device), resolve_dtype(cond.dtype)
+    gauge = SpeedGauge(device, dtype, cond.threads)
+    reference = gauge_reference_ms(table)
+    inputs = model_inputs(table.space.vocab_size, cond.batch_size, cond.seq_len, device)
 
+    def time_student(n: int) -> Entry:
+        torch.manual_seed(n)
+        model = build_student(table.space, archs[n]).eval().to(device, dtype)
+        return time_call(lambda: model(**inputs), cond.threads, min_run_time_s / rounds)
 
-@dataclass
-class Measurements:
-    """End-to-end timings per arch and round: as measured, and scaled to the machine's speed at profile time."""
-
-    timings: list[list[Entry]]
-    normalised: list[list[Entry]] | None  # None where the table has no gauge reading
-    gauge_ms: float  # the speed gauge's median reading during these measurements
-    speed_change_percent: float | None = None  # + when the machine ran slower than when the table was profiled
-
-    def typical_ms(self, normalised: bool = False) -> list[float]:
-        """Per arch, the median of its middle round (scaled to the profile's speed if `normalised`)."""
-        source = self.normalised if normalised and self.normalised is not None else self.timings
-        return [typical(rounds).median_ms for rounds in source]
-
-
-def repeatability_percent(measurements: Measurements) -> float:
-    """How much the machine disagreed with itself: median over archs of (slowest / fastest round - 1), in %."""
-    spreads = [max(e.median_ms for e in rounds) / min(e.median_ms for e in rounds) - 1
-               for rounds in measurements.timings]
-    return float(np.median(spreads) * 100)
+    return at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress, desc=desc,
+                          unit="student")
 
 
 def relative_errors_percent(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
@@ -148,11 +120,8 @@ def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_tim
               progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
     """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`."""
     archs = sample_archs(table.space, samples, seed, exclude)
-    measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
-    # Fit on the timings scaled to the profile's speed: a drift of the machine must not become a "correction".
-    table.calibration = fit_calibration(table, archs, measurements.typical_ms(normalised=True), STUDENT_HEADS, seed)
-    table.calibration.fit["repeatability_percent"] = repeatability_percent(measurements)
-    if measurements.speed_change_percent is not None:
-        table.calibration.fit["speed_change_percent"] = measurements.speed_change_percent
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
+    table.calibration = fit_calibration(table, archs, [e.median_ms for e in measured.entries], STUDENT_HEADS, seed)
+    table.calibration.fit.update({k: v for k, v in measured.to_json().items() if k != "gauge_reference_ms"})
     table.validation = None  # figures of the old correction no longer describe the table
     return table.calibration

@@ -2,25 +2,30 @@
 
 Both fix the thread count (and restore it), warm up, then take torch.utils.benchmark's blocked_autorange:
 repeated blocks of calls, the median per call and the interquartile range; on CUDA the timer synchronises
-the device around every block, so asynchronous kernels are counted. Several rounds are taken and the
-middle one kept, so a burst of other work (slower) or of idle neighbours (faster) does not land in the
-table. Search and export reuse `measure_model_ms` to re-measure winners.
+the device around every block, so asynchronous kernels are counted. Several rounds are taken, far apart
+in time and each beside a speed gauge, and the median of those taken at the machine's usual speed kept, so
+a burst of other work (slower) or of idle neighbours on the host (faster) lands neither in the table nor
+in a check of it. Search and export reuse `measure_model_ms` to re-measure winners.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils import benchmark
+from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import Entry
 
+T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -65,51 +70,126 @@ def time_call(fn: Callable[[], object], threads: int | None = None, min_run_time
 
 
 def typical(rounds: list[Entry]) -> Entry:
-    """The round with the median median (the lower middle for an even count; runs counted over all rounds).
-
-    A shared or virtual machine changes speed in bursts of seconds: other work slows it, idle neighbours on the
-    host (a free sibling hyper-thread, more boost) speed it up by a quarter or more. Rounds far apart in time,
-    each a median over many blocks, and the middle one of them, give its usual speed.
-    """
-    ordered = sorted(rounds, key=lambda e: e.median_ms)
-    middle = ordered[(len(ordered) - 1) // 2]
-    return Entry(middle.median_ms, middle.iqr_ms, sum(e.runs_count for e in rounds))
+    """The median of the rounds' medians (runs counted over all rounds); IQR of the round nearest to it."""
+    medians = np.array([e.median_ms for e in rounds])
+    middle = float(np.median(medians))
+    nearest = rounds[int(np.argmin(np.abs(medians - middle)))]
+    return Entry(middle, nearest.iqr_ms, sum(e.runs_count for e in rounds))
 
 
-def reference_call(batch_size: int, seq_len: int, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> Callable[[], object]:
-    """A fixed workload (an F layer of width 256) timed beside the table and the students, to see whether the
-    machine itself ran at another speed when the table was profiled than when students were measured."""
-    from nasbert.configuration_nasbert import NasbertConfig
-    from nasbert.modeling_nasbert import NasbertLayer
-
-    torch.manual_seed(0)
-    layer = NasbertLayer(NasbertConfig(arch="256:F", head_dim=64, ffn_ratio=4), "F", 256).eval().to(device, dtype)
-    x = torch.randn(batch_size, seq_len, 256, device=device, dtype=dtype)  # (B, T, 256)
-    return lambda: layer(x, None, None)
+GAUGE_SHAPE = (128, 256, 256)  # (rows, inner, cols) of the gauge's matmul: its 256 KiB stay in every L2
 
 
 class SpeedGauge:
-    """Reads the machine's current speed as the time of the fixed reference workload (ms per call).
+    """Reads which speed the machine runs at right now: the time of a small matmul that lives in cache.
 
-    A cloud or shared machine changes speed for minutes at a time (neighbours on the host, clock boost),
-    by a quarter or more. Every timing of the profile and of the students is taken beside a gauge reading,
-    and scaled to the profile's usual speed, so the table and the checks compare like with like.
+    A cloud VM switches between speeds for seconds to minutes at a time (measured here: students ran 23 %
+    faster for 8-24 s, about a fifth of the time, whenever the host's other threads went idle). A model's
+    time cannot tell such a phase from its own cost, but a fixed, cache-resident workload can: its reading
+    is steady within ~1 % in each phase and ~9 % apart between them, whatever ran before it. Timings taken
+    while the gauge reads another speed than usual are retimed (see `at_usual_speed`).
     """
 
-    def __init__(self, batch_size: int, seq_len: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, threads: int | None = None, min_run_time_s: float = 0.05):
-        self.call = reference_call(batch_size, seq_len, device, dtype)
+    name = "matmul {}x{}x{}".format(*GAUGE_SHAPE)
+
+    def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 threads: int | None = None, min_run_time_s: float = 0.02):
+        rows, inner, cols = GAUGE_SHAPE
+        generator = torch.Generator().manual_seed(0)
+        self.a = torch.randn(rows, inner, generator=generator).to(device, dtype)
+        self.b = torch.randn(inner, cols, generator=generator).to(device, dtype)
         self.threads, self.min_run_time_s = threads, min_run_time_s
 
     def read_ms(self) -> float:
-        return time_call(self.call, self.threads, self.min_run_time_s, warmup=1).median_ms
+        return time_call(lambda: torch.mm(self.a, self.b), self.threads, self.min_run_time_s, warmup=5).median_ms
 
 
-def smoothed(readings: list[float], width: int = 5) -> list[float]:
-    """Running median of gauge readings in time order: one reading is noisy (~2 %), speed phases last minutes."""
-    half = width // 2
-    return [float(np.median(readings[max(0, i - half): i + half + 1])) for i in range(len(readings))]
+def gauge_reference_ms(table: Any) -> float | None:
+    """The gauge's usual reading when `table` (a LatencyTable, or None) was profiled, if taken with this gauge."""
+    profile = getattr(table, "profile", None) or {}
+    return profile.get("gauge_reference_ms") if profile.get("gauge") == SpeedGauge.name else None
+
+
+SPEED_TOLERANCE = 0.05  # a timing is at the usual speed when the gauge reads within +-5 % of its usual value
+
+
+@dataclass
+class UsualSpeed:
+    """Per item, the median of its timings taken at the machine's usual speed, and how many were retimed."""
+
+    entries: list[Entry]
+    reference_ms: float  # the gauge's usual reading (the table's, or the median of this run's readings)
+    timings_count: int  # timings taken, retimed ones included
+    rejected_count: int  # timings taken while the gauge read another speed
+    unsteady: list[int]  # items with no timing at the usual speed (their median over all timings is used)
+    spreads: list[float]  # per item, slowest / fastest kept round - 1
+
+    @property
+    def repeatability_percent(self) -> float:
+        """Median over items of how much their kept rounds disagreed, in %."""
+        return float(np.median(self.spreads) * 100) if self.spreads else 0.0
+
+    def note(self) -> str:
+        """One line on how steady the machine was, for the reports."""
+        line = (f"machine: {self.rejected_count} of {self.timings_count} timings fell in another speed phase and "
+                f"were retimed; kept rounds of one item agree within {self.repeatability_percent:.1f} % (median)")
+        if self.unsteady:
+            line += f"; {len(self.unsteady)} item(s) never ran at the usual speed (median of all their timings used)"
+        return line
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gauge_reference_ms": round(self.reference_ms, 6), "timings_count": self.timings_count,
+                "rejected_count": self.rejected_count, "unsteady_count": len(self.unsteady),
+                "repeatability_percent": round(self.repeatability_percent, 3)}
+
+
+def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: int, gauge: SpeedGauge,
+                   reference_ms: float | None = None, max_passes: int | None = None, progress: bool = True,
+                   desc: str = "measuring", unit: str = "item") -> UsualSpeed:
+    """Time every item `rounds` times at the machine's usual speed, in passes over all items.
+
+    The gauge is read before and after each timing; a timing counts when both readings are within
+    SPEED_TOLERANCE of `reference_ms` (default: the median of this run's readings, i.e. the speed the
+    machine runs at most of the time). Passes go on, retiming only what still lacks rounds, up to
+    `max_passes` (default 3 x rounds); an item that never ran at the usual speed gets the median of all
+    its timings and is listed in `unsteady`. Passes keep one item's rounds far apart in time.
+    """
+    max_passes = max_passes or 3 * rounds
+    taken: list[list[tuple[Entry, float, float]]] = [[] for _ in items]  # (timing, gauge before, gauge after)
+
+    def usual(reference: float, before: float, after: float) -> bool:
+        return max(abs(before / reference - 1), abs(after / reference - 1)) <= SPEED_TOLERANCE
+
+    def reference() -> float:
+        if reference_ms is not None:
+            return reference_ms
+        return float(np.median([g for timings in taken for _, *readings in timings for g in readings]))
+
+    with tqdm(total=rounds * len(items), desc=desc, unit=unit, disable=not progress) as bar:
+        for _ in range(max_passes):
+            ref = reference() if any(taken) else reference_ms
+            wanting = [n for n, timings in enumerate(taken)
+                       if ref is None or sum(usual(ref, b, a) for _, b, a in timings) < rounds]
+            if not wanting:
+                break
+            for n in wanting:
+                before = gauge.read_ms()
+                entry = time_item(items[n])
+                taken[n].append((entry, before, gauge.read_ms()))
+            ref = reference()
+            bar.n = sum(min(rounds, sum(usual(ref, b, a) for _, b, a in t)) for t in taken)
+            bar.refresh()
+    ref = reference()
+    entries, spreads, unsteady, rejected = [], [], [], 0
+    for n, timings in enumerate(taken):
+        kept = [e for e, b, a in timings if usual(ref, b, a)][:rounds]
+        rejected += sum(not usual(ref, b, a) for _, b, a in timings)
+        if not kept:
+            unsteady.append(n)
+            kept = [e for e, _, _ in timings]
+        entries.append(typical(kept))
+        spreads.append(max(e.median_ms for e in kept) / min(e.median_ms for e in kept) - 1)
+    return UsualSpeed(entries, ref, sum(map(len, taken)), rejected, unsteady, spreads)
 
 
 def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.device | str = "cpu",
@@ -121,12 +201,23 @@ def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.d
 
 
 def measure_model(model: nn.Module, batch_size: int = 1, seq_len: int = 128, threads: int | None = None,
-                  device: str = "cpu", dtype: str | None = None, min_run_time_s: float = 1.0, rounds: int = 3) -> Entry:
+                  device: str = "cpu", dtype: str | None = None, min_run_time_s: float = 1.0, rounds: int = 3,
+                  gauge_reference_ms: float | None = None) -> Entry:
     """End-to-end latency of a model as users run it: eval, inference_mode, tokenizer-shaped inputs.
 
     The model is moved to `device` (and `dtype`, if given); its vocab size comes from `model.config`.
-    `min_run_time_s` is split over `rounds` rounds, and the middle round's median is returned.
+    `min_run_time_s` is split over `rounds` rounds taken at the machine's usual speed (see `at_usual_speed`;
+    `gauge_reference_ms` is a latency table's `profile.gauge_reference_ms`), and their median is returned.
     """
+    return measure_model_at_usual_speed(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds,
+                                        gauge_reference_ms).entries[0]
+
+
+def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len: int = 128,
+                                 threads: int | None = None, device: str = "cpu", dtype: str | None = None,
+                                 min_run_time_s: float = 1.0, rounds: int = 3,
+                                 gauge_reference_ms: float | None = None) -> UsualSpeed:
+    """`measure_model` with the machine's report (how many timings were retimed)."""
     torch_device = resolve_device(device)
     model = model.eval().to(torch_device)
     if dtype is not None:
@@ -135,18 +226,17 @@ def measure_model(model: nn.Module, batch_size: int = 1, seq_len: int = 128, thr
     if seq_len > max_len:
         raise UserError(f"seq len {seq_len} is longer than the model's max_position_embeddings {max_len}")
     inputs = model_inputs(model.config.vocab_size, batch_size, seq_len, torch_device)
-
-    def call() -> object:
-        return model(**inputs)
-
-    return typical([time_call(call, threads, min_run_time_s / rounds) for _ in range(rounds)])
+    gauge = SpeedGauge(torch_device, next(model.parameters()).dtype, threads)
+    return at_usual_speed([model], lambda m: time_call(lambda: m(**inputs), threads, min_run_time_s / rounds),
+                          rounds, gauge, gauge_reference_ms, progress=False)
 
 
 def measure_model_ms(model: nn.Module, batch_size: int = 1, seq_len: int = 128, threads: int | None = None,
                      device: str = "cpu", dtype: str | None = None, min_run_time_s: float = 1.0,
-                     rounds: int = 3) -> float:
+                     rounds: int = 3, gauge_reference_ms: float | None = None) -> float:
     """Median end-to-end latency of `model` in ms (see `measure_model`)."""
-    return measure_model(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds).median_ms
+    return measure_model(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds,
+                         gauge_reference_ms).median_ms
 
 
 def load_student_folder(path: str | Path) -> nn.Module:

@@ -15,22 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
-from nasbert.latency.measure import (
-    SpeedGauge,
-    fixed_threads,
-    resolve_device,
-    resolve_dtype,
-    smoothed,
-    time_call,
-    typical,
-)
+from nasbert.latency.measure import SpeedGauge, at_usual_speed, fixed_threads, resolve_device, resolve_dtype, time_call
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
 from search_space import SearchSpace
@@ -89,9 +79,9 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                   heads: tuple[str, ...] = HEADS, progress: bool = True) -> LatencyTable:
     """Measure every entry of `space`'s table under these conditions and return the table (unsaved).
 
-    Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds, in passes over all entries (so a
-    burst of work or of idle neighbours hits different entries in different passes), each scaled by a speed
-    gauge read just before it to the machine's usual speed during the profile; the middle round is kept.
+    Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds taken at the machine's usual speed,
+    in passes over all entries (see `at_usual_speed`); the median is kept. The gauge's usual reading is stored
+    (`profile.gauge_reference_ms`) so that later checks keep only timings taken at the same speed.
     """
     if batch_size < 1 or seq_len < 1 or rounds < 1:
         raise UserError(f"batch size, seq len and rounds must be positive, got {batch_size}, {seq_len}, {rounds}")
@@ -108,25 +98,11 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
         calls = {name: _bind(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input())
                  for name, make_module, make_input in tasks}
-        gauge = SpeedGauge(batch_size, seq_len, torch_device, torch_dtype, conditions.threads,
-                           min(0.05, min_run_time_s / rounds))
-        order: list[str] = []  # entry names in the order they were timed
-        timed: list[Entry] = []
-        gauge_ms: list[float] = []  # the gauge read just before each timing
-        with tqdm(total=rounds * len(calls), desc="profiling", unit="entry", disable=not progress) as bar:
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    gauge_ms.append(gauge.read_ms())
-                    timed.append(time_call(call, conditions.threads, min_run_time_s / rounds))
-                    order.append(name)
-                    bar.update()
-        del calls, gauge
-    # Scale every timing to the machine's usual speed over the whole profile, then keep each entry's middle round.
-    reference_ms = float(np.median(gauge_ms))
-    timings: dict[str, list[Entry]] = {name: [] for name in order}
-    for name, entry, speed_ms in zip(order, timed, smoothed(gauge_ms)):
-        timings[name].append(entry.scaled(reference_ms / speed_ms))
-    measured = {name: typical(entries) for name, entries in timings.items()}
+        gauge = SpeedGauge(torch_device, torch_dtype, conditions.threads)
+        timed = at_usual_speed(list(calls), lambda name: time_call(calls[name], conditions.threads,
+                                                                   min_run_time_s / rounds),
+                               rounds, gauge, progress=progress, desc="profiling", unit="entry")
+    measured = dict(zip(calls, timed.entries))
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}
     head_entries: dict[str, Entry] = {}
@@ -143,14 +119,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     wall_ms = (time.perf_counter() - start) * 1e3
     return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
                         profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
-                                 "rounds_count": rounds, "entries_count": len(measured),
-                                 "reference_ms": round(reference_ms, 6),
-                                 "speed_spread_percent": round(_spread_percent(gauge_ms), 3)})
-
-
-def _spread_percent(gauge_ms: list[float]) -> float:
-    """How far the machine's speed moved during the profile: 90th / 10th percentile of the gauge - 1, in %."""
-    return float((np.percentile(gauge_ms, 90) / np.percentile(gauge_ms, 10) - 1) * 100)
+                                 "rounds_count": rounds, "entries_count": len(measured), "gauge": SpeedGauge.name,
+                                 **timed.to_json()})
 
 
 def _bind(module: nn.Module, inputs: tuple) -> Callable[[], object]:

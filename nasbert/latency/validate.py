@@ -2,9 +2,9 @@
 
 Random students of the table's space (seeded; never the ones calibration was fitted on) are built as
 NasbertModel and timed end to end under the table's conditions. Reported for the raw sums and, when the
-table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau;
-against the timings as measured, and against the same timings scaled by the speed gauge to the speed the
-machine had when the table was profiled (the predictor's own error, without the machine's drift).
+table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau.
+Each student's time is the median of rounds taken at the speed the machine had when the table was profiled
+(timings the speed gauge places in another phase are retimed; how many is reported).
 """
 
 from __future__ import annotations
@@ -17,14 +17,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from nasbert.latency.calibrate import (
-    STUDENT_HEADS,
-    measure_students,
-    relative_errors_percent,
-    repeatability_percent,
-    sample_archs,
-)
+from nasbert.latency.calibrate import STUDENT_HEADS, measure_students, relative_errors_percent, sample_archs
 from nasbert.latency.lut import LatencyTable
+from nasbert.latency.measure import UsualSpeed
 from search_space import Arch
 
 
@@ -39,34 +34,26 @@ def accuracy(predicted_ms: list[float], measured_ms: list[float]) -> dict[str, f
 @dataclass
 class Validation:
     archs: list[Arch]
-    measured_ms: list[float]  # as measured (the middle of the rounds)
-    normalised_ms: list[float] | None  # scaled to the machine's speed at profile time (None: table has no gauge)
+    measured_ms: list[float]  # per student, the median of its rounds at the machine's usual speed
     raw_ms: list[float]  # predicted: the table's sums
     calibrated_ms: list[float] | None  # predicted with the calibration (None: table not calibrated)
     seed: int
-    repeatability_percent: float = 0.0  # median over students of slowest/fastest round - 1
-    speed_change_percent: float | None = None  # the gauge now vs when the table was profiled
+    machine: UsualSpeed | None = None  # how steady the machine was while measuring
 
-    def figures(self, normalised: bool = False) -> dict[str, dict[str, float]]:
-        """{"raw": accuracy, "calibrated": accuracy (if calibrated)} against the timings as measured or scaled."""
-        measured = self.normalised_ms if normalised and self.normalised_ms is not None else self.measured_ms
-        result = {"raw": accuracy(self.raw_ms, measured)}
+    def figures(self) -> dict[str, dict[str, float]]:
+        """{"raw": accuracy, "calibrated": accuracy (if calibrated)}."""
+        result = {"raw": accuracy(self.raw_ms, self.measured_ms)}
         if self.calibrated_ms is not None:
-            result["calibrated"] = accuracy(self.calibrated_ms, measured)
+            result["calibrated"] = accuracy(self.calibrated_ms, self.measured_ms)
         return result
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"samples_count": len(self.archs), "seed": self.seed,
-                                "repeatability_percent": round(self.repeatability_percent, 3)}
-        if self.speed_change_percent is not None:
-            data["speed_change_percent"] = round(self.speed_change_percent, 3)
-        data["as_measured"] = _rounded(self.figures())
-        if self.normalised_ms is not None:
-            data["speed_normalised"] = _rounded(self.figures(normalised=True))
+        data: dict[str, Any] = {"samples_count": len(self.archs), "seed": self.seed}
+        if self.machine is not None:
+            data["machine"] = self.machine.to_json()
+        data.update(_rounded(self.figures()))
         data["archs"] = [str(a) for a in self.archs]
         data["measured_ms"] = _rounded_list(self.measured_ms)
-        if self.normalised_ms is not None:
-            data["speed_normalised_ms"] = _rounded_list(self.normalised_ms)
         data["predicted_raw_ms"] = _rounded_list(self.raw_ms)
         if self.calibrated_ms is not None:
             data["predicted_calibrated_ms"] = _rounded_list(self.calibrated_ms)
@@ -86,13 +73,11 @@ def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time
     """Measure `samples` random students, disjoint from the calibration samples, against the predictions."""
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
-    measurements = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
     raw = [table.predict_ms(a, STUDENT_HEADS, calibrated=False) for a in archs]
     calibrated = ([table.predict_ms(a, STUDENT_HEADS, calibrated=True) for a in archs]
                   if table.calibration is not None else None)
-    normalised = measurements.typical_ms(normalised=True) if measurements.normalised is not None else None
-    return Validation(archs, measurements.typical_ms(), normalised, raw, calibrated, seed,
-                      repeatability_percent(measurements), measurements.speed_change_percent)
+    return Validation(archs, [e.median_ms for e in measured.entries], raw, calibrated, seed, measured)
 
 
 def format_figures(figures: dict[str, float]) -> str:
@@ -103,22 +88,8 @@ def format_figures(figures: dict[str, float]) -> str:
 
 def report_lines(result: Validation) -> list[str]:
     """The figures as printed by `nasbert latency validate`."""
-    lines = []
-    for normalised in (False, True) if result.normalised_ms is not None else (False,):
-        against = "speed-normalised" if normalised else "as measured"
-        for kind, figures in result.figures(normalised).items():
-            lines.append(f"{against:<17} {kind + ' sum' if kind == 'raw' else kind:<11} {format_figures(figures)}")
-    return lines
-
-
-def machine_note(repeatability: float, speed_change: float | None) -> str:
-    """One line on how steady the machine was, for the reports."""
-    line = f"machine: the same student varied {repeatability:.1f} % between rounds (median)"
-    if speed_change is not None:
-        line += f"; the speed gauge read {speed_change:+.1f} % vs when the table was profiled"
-        if abs(speed_change) > 5:
-            line += " (the machine's speed drifted: as-measured figures include that drift)"
-    return line
+    return [f"{kind + ' sum' if kind == 'raw' else kind:<11} {format_figures(figures)}"
+            for kind, figures in result.figures().items()]
 
 
 def plot_validation(result: Validation, path: str | Path, conditions: str = "") -> Path:
@@ -130,25 +101,19 @@ def plot_validation(result: Validation, path: str | Path, conditions: str = "") 
 
     path = Path(path)
     measured = np.asarray(result.measured_ms)
-    normalised = np.asarray(result.normalised_ms) if result.normalised_ms is not None else None
     best = result.calibrated_ms if result.calibrated_ms is not None else result.raw_ms
     label = "calibrated" if result.calibrated_ms is not None else "raw sum"
+    figures = result.figures()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
-    top = max([*measured, *result.raw_ms, *best, *(normalised if normalised is not None else [])]) * 1.08
+    top = max([*measured, *result.raw_ms, *best]) * 1.08
     line = np.array([0.0, top])
     ax.plot(line, line, color="black", linewidth=1, label="predicted = measured")
     ax.fill_between(line, line * 0.9, line * 1.1, color="grey", alpha=0.2, label="+-10 %")
-    x = normalised if normalised is not None else measured
-    against = "speed-normalised" if normalised is not None else "as measured"
-    figures = result.figures(normalised is not None)
     if result.calibrated_ms is not None:
-        ax.scatter(x, result.raw_ms, s=18, marker="o", facecolors="none", edgecolors="tab:blue",
-                   label=f"raw sum vs {against} (MAPE {figures['raw']['mape_percent']:.1f} %)")
-    if normalised is not None:
-        ax.scatter(measured, best, s=14, marker="+", color="grey",
-                   label=f"{label} vs as measured (MAPE {result.figures()[label.split()[0]]['mape_percent']:.1f} %)")
-    ax.scatter(x, best, s=18, marker="x", color="tab:red",
-               label=f"{label} vs {against} (MAPE {figures[label.split()[0]]['mape_percent']:.1f} %)")
+        ax.scatter(measured, result.raw_ms, s=18, marker="o", facecolors="none", edgecolors="tab:blue",
+                   label=f"raw sum (MAPE {figures['raw']['mape_percent']:.1f} %)")
+    ax.scatter(measured, best, s=18, marker="x", color="tab:red",
+               label=f"{label} (MAPE {figures[label.split()[0]]['mape_percent']:.1f} %)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel("measured end to end (ms)")

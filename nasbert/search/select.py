@@ -35,6 +35,7 @@ class Candidate:
     approx_loss: float
     predicted_latency_ms: float | None
     rechecked_loss: float | None = None
+    measured_latency_ms: float | None = None  # end to end on this machine, where the search measured it
 
 
 @dataclass
@@ -42,6 +43,7 @@ class BudgetResult:
     latency_budget_ms: float | None
     params_budget: int | None
     top_k: list[Candidate]
+    note: str | None = None  # how the winner was confirmed by measurement, or why it could not be
 
     @property
     def winner(self) -> Candidate:
@@ -123,9 +125,11 @@ class SearchOutcome:
 
 
 def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
-           recheck_batches: int = 4) -> SearchOutcome:
+           recheck_batches: int = 4, measure: int = 0) -> SearchOutcome:
     """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
-    nothing fits."""
+    nothing fits. With `measure` > 0 (and a table for this machine), the leaders of each latency budget are
+    built and timed end to end, and the winner is the best-ranked one whose measured latency fits the budget
+    (see `confirm_by_measurement`)."""
     space = run.space
     if any(latency is not None for latency, _ in budgets) and lut is None:
         raise UserError("a latency budget needs a latency table: pass --lut lut.json (make one with "
@@ -136,26 +140,94 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
     candidates, tables = block_tables(space, run.block_table, latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
-    selections = {}
-    for budget in budgets:
-        selections[budget] = top_k(tables, structure, latency_budget_ms=budget[0], params_budget=budget[1], k=k)
-    archs = {}
-    for chosen in selections.values():
-        for selection in chosen:
-            arch = Arch(tuple(candidates[n][i] for n, i in enumerate(selection.indices)))
-            archs[str(arch)] = arch
-    rechecked = recheck(run, list(archs.values()), recheck_batches) if recheck_batches > 0 else {}
-    results = []
-    for (latency_budget, params_budget), chosen in selections.items():
-        top = []
-        for selection in chosen:
-            arch = Arch(tuple(candidates[n][i] for n, i in enumerate(selection.indices)))
-            top.append(Candidate(str(arch), selection.params, space.flops(arch), selection.loss,
-                                 selection.latency_ms if lut is not None else None, rechecked.get(str(arch))))
-        if rechecked:
+    rechecked: dict[str, float] = {}
+
+    def ranked(latency_budget: float | None, params_budget: int | None) -> list[Candidate]:
+        """The exact top-K under these budgets, re-checked as chained models (cached) and re-ranked."""
+        chosen = top_k(tables, structure, latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
+        archs = [Arch(tuple(candidates[n][i] for n, i in enumerate(s.indices))) for s in chosen]
+        if recheck_batches > 0:
+            rechecked.update(recheck(run, [a for a in archs if str(a) not in rechecked], recheck_batches))
+        top = [Candidate(str(a), s.params, space.flops(a), s.loss, s.latency_ms if lut is not None else None,
+                         rechecked.get(str(a))) for a, s in zip(archs, chosen)]
+        if recheck_batches > 0:
             top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
-        results.append(BudgetResult(latency_budget, params_budget, top))
+        return top
+
+    timer = measurer(lut, measure)
+    results = []
+    for latency_budget, params_budget in budgets:
+        result = BudgetResult(latency_budget, params_budget, ranked(latency_budget, params_budget))
+        if latency_budget is not None and timer is not None:
+            confirm_by_measurement(result, timer, measure, lambda tighter: ranked(tighter, params_budget))
+        elif latency_budget is not None and measure > 0:
+            result.note = "not measured: the latency table is for another machine or settings than this one"
+        results.append(result)
     return SearchOutcome(results, tables, structure)
+
+
+def measurer(lut: LatencyTable | None, measure: int):
+    """A function arch -> measured ms under the table's conditions, or None where the table is not for this
+    machine (searching for another device than the one the search runs on) or nothing is to be measured."""
+    if lut is None or measure <= 0:
+        return None
+    from nasbert.latency.lut import Conditions, LatencyTableError
+    from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
+    from nasbert.modeling_nasbert import NasbertModel
+    from nasbert.student import student_config
+
+    c = lut.conditions
+    try:
+        lut.require(Conditions.current(c.device, c.threads, c.batch_size, c.seq_len, c.dtype))
+    except (LatencyTableError, UserError):
+        return None
+
+    def time_arch(arch: str) -> float:
+        torch.manual_seed(0)
+        model = NasbertModel(student_config(lut.space, arch), add_pooling_layer=False)  # as export measures it
+        return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device, c.dtype,
+                                gauge_reference_ms=gauge_reference_ms(lut))
+
+    return time_arch
+
+
+def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, retries: int = 2) -> None:
+    """Make the winner one whose measured latency fits the budget.
+
+    The leaders (up to `count`, in rank order) are timed end to end; the first within the budget wins. If
+    none is, the budget the table is searched with is tightened by how much the leaders measured over their
+    predictions, and the new top-K is re-checked, re-ranked and measured (up to `retries` times). If still
+    none fits, the fastest measured leader wins and `note` says by how much it is over.
+    """
+    budget = result.latency_budget_ms
+    searched_with = budget
+    measured: dict[str, Candidate] = {}
+    top = result.top_k
+    for attempt in range(retries + 1):
+        for candidate in top[:count]:
+            if candidate.arch not in measured:
+                candidate.measured_latency_ms = time_arch(candidate.arch)
+                measured[candidate.arch] = candidate
+            candidate.measured_latency_ms = measured[candidate.arch].measured_latency_ms
+            if candidate.measured_latency_ms <= budget:
+                top.remove(candidate)
+                result.top_k = [candidate, *top]
+                result.note = (f"winner measured {candidate.measured_latency_ms:.3f} ms <= {budget:.3f} ms"
+                               + (f" (table searched at {searched_with:.3f} ms after the leaders measured over)"
+                                  if attempt else ""))
+                return
+        if attempt == retries:
+            break
+        over = float(np.median([c.measured_latency_ms / c.predicted_latency_ms for c in measured.values()]))
+        searched_with = min(searched_with, budget) / max(over, 1.0) * 0.995
+        try:
+            top = rerank(searched_with)
+        except UserError:
+            break
+    fastest = min(measured.values(), key=lambda c: c.measured_latency_ms)
+    result.top_k = [fastest, *[c for c in result.top_k if c is not fastest]]
+    result.note = (f"no leader measured within {budget:.3f} ms; the fastest measured one is "
+                   f"{fastest.measured_latency_ms / budget:.3f} x the budget")
 
 
 def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | None, lut_path: str | None,
@@ -167,7 +239,8 @@ def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | Non
         "calibrated": bool(lut is not None and lut.calibration is not None),
         "space": run.space.to_json(),
         "budgets": [{"name": r.name, "latency_budget_ms": r.latency_budget_ms, "params_budget": r.params_budget,
-                     "winner": asdict(r.winner), "top_k": [asdict(c) for c in r.top_k]} for r in results],
+                     "winner": asdict(r.winner), "note": r.note, "top_k": [asdict(c) for c in r.top_k]}
+                    for r in results],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -176,14 +249,17 @@ def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | Non
 
 
 def format_table(results: list[BudgetResult]) -> str:
-    header = f"{'budget':>12} {'params':>11} {'GFLOPs':>7} {'pred ms':>8} {'approx':>8} {'chained':>8}  winner arch"
+    header = (f"{'budget':>12} {'params':>11} {'GFLOPs':>7} {'pred ms':>8} {'meas ms':>8} {'approx':>8} "
+              f"{'chained':>8}  winner arch")
     lines = [header]
     for r in results:
         w = r.winner
         predicted = f"{w.predicted_latency_ms:8.2f}" if w.predicted_latency_ms is not None else f"{'-':>8}"
+        measured = f"{w.measured_latency_ms:8.2f}" if w.measured_latency_ms is not None else f"{'-':>8}"
         chained = f"{w.rechecked_loss:8.4f}" if w.rechecked_loss is not None else f"{'-':>8}"
-        lines.append(f"{r.name:>12} {w.params:>11,} {w.flops / 1e9:7.2f} {predicted} {w.approx_loss:8.4f} {chained}  "
-                     f"{w.arch}")
+        lines.append(f"{r.name:>12} {w.params:>11,} {w.flops / 1e9:7.2f} {predicted} {measured} {w.approx_loss:8.4f} "
+                     f"{chained}  {w.arch}")
+    lines += [f"{r.name:>12}: {r.note}" for r in results if r.note]
     return "\n".join(lines)
 
 
