@@ -61,6 +61,11 @@ def init_distributed(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank, local_rank, world_size, torch_device)
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(completed: bool = True) -> None:
+    """Leave the process group. After a normal finish every rank waits for the others first: a rank that tears
+    gloo down while a peer is still in its last collective (or still writing on rank 0) can abort that peer.
+    After an error there is no barrier (the other ranks may never reach it)."""
     if dist.is_available() and dist.is_initialized():
+        if completed:
+            dist.barrier()
         dist.destroy_process_group()

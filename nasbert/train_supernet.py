@@ -477,23 +477,25 @@ class SupernetRecipe:
         if self.ctx.is_main:
             print(f"resuming from {checkpoint} (step {self.step})")
 
-    def cleanup(self) -> None:
+    def cleanup(self, completed: bool = True) -> None:
         if self.writer is not None:
             self.writer.close()
-        cleanup_distributed()
+        cleanup_distributed(completed)
 
 
 def train_supernet(config: TrainConfig) -> Path:
     """Run (or resume) a supernet training; returns the run folder."""
     created = not Path(config.output).exists()
     recipe = SupernetRecipe(config)
+    completed = False
     try:
         recipe.setup()
         recipe.train()
+        completed = True
     except UserError:
         if created and not config.resume:  # nothing half-written: a run that never started leaves no folder
             shutil.rmtree(config.output, ignore_errors=True)
         raise
     finally:
-        recipe.cleanup()
+        recipe.cleanup(completed)
     return recipe.run_dir
