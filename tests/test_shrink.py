@@ -14,10 +14,16 @@ from search_space import SearchSpace
 
 
 class FakeScorer:
-    """Loss = a fixed pseudo-random value per candidate, so the expected survivors can be computed."""
+    """Loss = a fixed pseudo-random value per candidate, so the expected survivors can be computed.
+
+    The values are a seeded permutation: distinct (no ties to break) and the same in every process
+    (``hash(str)`` is salted per process, and its collisions made ties that failed this test once in CI).
+    """
 
     def __init__(self, space: SearchSpace):
-        self.values = {c: (hash(str(c)) % 1000) / 1000 for c in space.block_candidates()}
+        candidates = list(space.block_candidates())
+        ranks = np.random.default_rng(0).permutation(len(candidates))
+        self.values = {c: rank / len(candidates) for c, rank in zip(candidates, ranks)}
         self.calls = 0
 
     def score(self, n, candidates):
