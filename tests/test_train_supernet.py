@@ -127,7 +127,7 @@ def test_keeps_only_the_last_k_checkpoints(tmp_path):
 
 def test_two_process_gloo_run_under_torchrun_samples_the_same_paths(assets, tmp_path):
     run = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29533"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]  # free port
     args = _cli(assets, run, "--max-steps", "6", "--save-every", "3", "--log-every", "1")[1:]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(torchrun + args[1:], capture_output=True, text=True, env=env, timeout=300)
