@@ -142,3 +142,33 @@ def test_confirm_by_measurement_says_so_when_nothing_fits():
     confirm_by_measurement(result, lambda arch: 20.0 if arch == "arch0" else 15.0, count=2,
                            rerank=lambda ms: (_ for _ in ()).throw(UserError("nothing fits")))
     assert result.winner.arch == "arch1" and "1.500 x the budget" in result.note
+
+
+def test_every_student_has_an_attention_layer_unless_allowed_otherwise(searched, capsys):
+    root, run, _ = searched
+    lut = LatencyTable.load(root / "lut.json")
+    space = load_run(run).space
+    latency = LatencyModel(lut)
+    candidates, tables = block_tables(space, load_run(run).block_table, latency)
+    structure = StructureCosts.for_space(space, latency.projection_ms, latency.constant_ms)
+
+    def archs(selections):
+        return [str(Arch(tuple(candidates[n][i] for n, i in enumerate(s.indices)))) for s in selections]
+
+    every = top_k(tables, structure, k=10**6)
+    with_m = [a for a in archs(every) if "M" in a]
+    # a budget whose unconstrained top 5 has attention-free students but admits some with attention
+    budget_ms = next(s.latency_ms for s in sorted(every, key=lambda s: s.latency_ms)
+                     if any("M" not in a for a in archs(top_k(tables, structure, latency_budget_ms=s.latency_ms,
+                                                                  k=5)))
+                     and any(lut.predict_ms(a) <= s.latency_ms for a in with_m))
+    found = {}
+    for flag in ([], ["--allow-attention-free"]):
+        output = root / f"attention{len(flag)}.json"
+        assert main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"),
+                     "--top-k", "5", "--recheck-batches", "0", "--measure", "0", "--output", str(output), *flag]) == 0
+        found[bool(flag)] = [c["arch"] for c in json.loads(output.read_text())["budgets"][0]["top_k"]]
+    capsys.readouterr()
+    assert found[False] and all("M" in a for a in found[False])
+    assert found[True] == archs(top_k(tables, structure, latency_budget_ms=budget_ms, k=5))
+    assert any("M" not in a for a in found[True])

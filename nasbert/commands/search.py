@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time up to N leaders per latency budget end to end (when the table is for this "
                              "machine and settings) and make the best-ranked one that fits the winner; 0: trust "
                              "the table (default 3)")
+    parser.add_argument("--allow-attention-free", action="store_true",
+                        help="let students without any attention layer compete (by default every student has at "
+                             "least one: without it a [CLS]-pooled head sees only a convolution's local window)")
     parser.add_argument("--output", default="search.json", help="results file (a Pareto plot is written beside it)")
     parser.add_argument("--device", default="cpu", help="device for the re-check: cpu or cuda")
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     budgets = [(b, params_budget) for b in latency_budgets] or [(None, params_budget)]
     lut = LatencyTable.load(args.lut) if args.lut else None
     loaded = load_run(args.run, args.device)
-    outcome = search(loaded, budgets, lut, args.top_k, args.recheck_batches, args.measure)
+    outcome = search(loaded, budgets, lut, args.top_k, args.recheck_batches, args.measure,
+                     require_attention=not args.allow_attention_free)
     output = Path(args.output)
     write_results(outcome.results, loaded, lut, args.lut, output)
     print(format_table(outcome.results))

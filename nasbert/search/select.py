@@ -3,9 +3,10 @@
     approximated loss(arch) = sum over blocks of the block's dev distillation loss  (block_losses.json)
     predicted latency(arch) = the latency table's prediction (calibrated where the table is)
 
-For every budget the exact top-K by approximated loss comes from `top_k`; those K are then re-checked as
-whole chained models on dev batches (super blocks chained on their own outputs from the teacher's
-embeddings, MSE against the teacher's last hidden state) and re-ranked; the first is the budget's winner.
+For every budget the exact top-K by approximated loss comes from `top_k` (by default among the students with
+at least one attention layer, see `nasbert.search.required`); those K are then re-checked as whole chained
+models on dev batches (super blocks chained on their own outputs from the teacher's embeddings, MSE against
+the teacher at every block boundary, summed) and re-ranked; the first is the budget's winner.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable, op_family
 from nasbert.losses import masked_mse
 from nasbert.run_dir import Run
+from nasbert.search.required import top_k_requiring
 from nasbert.search.topk import BlockTable, StructureCosts, top_k
 from search_space import Arch, BlockArch, SearchSpace
 
@@ -125,9 +127,9 @@ class SearchOutcome:
 
 
 def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
-           recheck_batches: int = 4, measure: int = 0) -> SearchOutcome:
+           recheck_batches: int = 4, measure: int = 0, require_attention: bool = True) -> SearchOutcome:
     """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
-    nothing fits. With `measure` > 0 (and a table for this machine), the leaders of each latency budget are
+    nothing fits. With `require_attention` only students with at least one attention (M) layer compete. With `measure` > 0 (and a table for this machine), the leaders of each latency budget are
     built and timed end to end, and the winner is the best-ranked one whose measured latency fits the budget
     (see `confirm_by_measurement`)."""
     space = run.space
@@ -141,10 +143,17 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
     rechecked: dict[str, float] = {}
+    with_attention = [np.array(["M" in b.active_ops for b in blocks]) for blocks in candidates]
+    if require_attention and not any(mask.any() for mask in with_attention):
+        raise UserError("no surviving candidate of any block has an attention layer; pass --allow-attention-free "
+                        "to search students without one")
 
     def ranked(latency_budget: float | None, params_budget: int | None) -> list[Candidate]:
         """The exact top-K under these budgets, re-checked as chained models (cached) and re-ranked."""
-        chosen = top_k(tables, structure, latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
+        budget = dict(latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
+        chosen = (top_k_requiring(tables, structure, with_attention, **budget,
+                                   subject="architecture with an attention layer") if require_attention
+                  else top_k(tables, structure, **budget))
         archs = [Arch(tuple(candidates[n][i] for n, i in enumerate(s.indices))) for s in chosen]
         if recheck_batches > 0:
             rechecked.update(recheck(run, [a for a in archs if str(a) not in rechecked], recheck_batches))

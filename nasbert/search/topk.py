@@ -183,7 +183,7 @@ class InfeasibleBudgetError(UserError):
     """No student of the space fits the budget; carries the smallest latency and params the space can reach."""
 
     def __init__(self, min_latency_ms: float, min_params: int, latency_budget_ms: float | None,
-                 params_budget: int | None) -> None:
+                 params_budget: int | None, subject: str = "architecture in the search space") -> None:
         self.min_latency_ms = min_latency_ms
         self.min_params = min_params
         self.latency_budget_ms = latency_budget_ms
@@ -196,7 +196,7 @@ class InfeasibleBudgetError(UserError):
         both = (latency_budget_ms is not None and params_budget is not None and min_latency_ms <= latency_budget_ms
                 and min_params <= params_budget)
         super().__init__(
-            f"no architecture in the search space fits {' and '.join(budgets) or 'the budget'}: the smallest "
+            f"no {subject} fits {' and '.join(budgets) or 'the budget'}: the smallest "
             f"latency this space can reach is {min_latency_ms:.4g} ms and the smallest params count is "
             f"{min_params:,}{' (but not both at once)' if both else ''}; raise the budget")
 
