@@ -169,17 +169,29 @@ def main() -> None:
         baseline = baseline_for(entry["latency_budget_ms"], space, lut)
         if baseline is not None:
             requests[f"baseline-{fraction:g}"] = str(baseline)
-    if not students.exists() and requests:
+    # A student already exported is kept if it is still the requested arch; the missing ones are exported (and
+    # refined together, with the same recipe) on their own, so a changed search redoes only what changed.
+    missing = {n: a for n, a in requests.items() if not (students / n / "config.json").exists()}
+    for name, arch in requests.items():
+        held = None if name in missing else json.loads((students / name / "config.json").read_text()).get("arch")
+        if held is not None and held != arch:
+            sys.exit(f"error: {students / name} holds {held} but the search now picks {arch}; remove it and "
+                     f"{work / 'finetuned' / name}* to redo that student")
+    if missing:
         from nasbert.export import ExportOptions, ExportRequest, export_students
         from nasbert.refine import RefineConfig
         from nasbert.run_dir import load_run
 
-        refine = RefineConfig(train_files=[train_text], output=str(work / "students.refine"),
+        partial = len(missing) < len(requests)
+        refine_dir = work / ("students.refine" + ("." + "+".join(missing) if partial else ""))
+        refine = RefineConfig(train_files=[train_text], output=str(refine_dir),
                               steps=args.refine_steps, batch_size=args.batch_size, save_every=50, resume=True)
         start = time.perf_counter()
-        export_students(load_run(sn), [ExportRequest(n, Arch.parse(a)) for n, a in requests.items()], students,
+        target = students / next(iter(missing)) if len(missing) == 1 else students
+        export_students(load_run(sn), [ExportRequest(n, Arch.parse(a)) for n, a in missing.items()], target,
                         ExportOptions(init="supernet", refine=refine, lut=str(lut_path)))
-        log.setdefault("stage_seconds", {})["export + refine"] = round(time.perf_counter() - start, 1)
+        stage = "export + refine" + (f" ({', '.join(missing)})" if partial else "")
+        log.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - start, 1)
         log_file.write_text(json.dumps(log, indent=1))
 
     # 6. fine-tune everything the same way, with several seeds (one SST-2 fine-tune varies by a few points)
@@ -189,6 +201,10 @@ def main() -> None:
         scores[name] = []
         for seed in range(args.finetune_seeds):
             out = work / "finetuned" / (name if seed == 0 else f"{name}-seed{seed}")
+            if name in requests and (out / "config.json").exists():
+                held = json.loads((out / "config.json").read_text()).get("arch")
+                if held != requests[name]:
+                    sys.exit(f"error: {out} was fine-tuned from {held}, not {requests[name]}; remove it to redo it")
             if not (out / "eval_results.json").exists():
                 run(f"finetune {name} seed {seed}", [
                     "finetune", folder, "--train-file", str(task / "train.tsv"), "--validation-file",
