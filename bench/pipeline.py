@@ -73,6 +73,12 @@ def baseline_for(budget_ms: float, space: SearchSpace, lut: LatencyTable) -> Arc
     return max(fitting)[2] if fitting else None
 
 
+def arch_in(folder: Path) -> str | None:
+    """The arch of an exported or fine-tuned student folder; None where there is none yet."""
+    config = folder / "config.json"
+    return json.loads(config.read_text()).get("arch") if config.exists() else None
+
+
 def measure_teacher_ms(teacher: str, lut: LatencyTable) -> float:
     from transformers import AutoModel
 
@@ -171,9 +177,9 @@ def main() -> None:
             requests[f"baseline-{fraction:g}"] = str(baseline)
     # A student already exported is kept if it is still the requested arch; the missing ones are exported (and
     # refined together, with the same recipe) on their own, so a changed search redoes only what changed.
-    missing = {n: a for n, a in requests.items() if not (students / n / "config.json").exists()}
+    missing = {n: a for n, a in requests.items() if arch_in(students / n) is None}
     for name, arch in requests.items():
-        held = None if name in missing else json.loads((students / name / "config.json").read_text()).get("arch")
+        held = arch_in(students / name)
         if held is not None and held != arch:
             sys.exit(f"error: {students / name} holds {held} but the search now picks {arch}; remove it and "
                      f"{work / 'finetuned' / name}* to redo that student")
@@ -201,10 +207,9 @@ def main() -> None:
         scores[name] = []
         for seed in range(args.finetune_seeds):
             out = work / "finetuned" / (name if seed == 0 else f"{name}-seed{seed}")
-            if name in requests and (out / "config.json").exists():
-                held = json.loads((out / "config.json").read_text()).get("arch")
-                if held != requests[name]:
-                    sys.exit(f"error: {out} was fine-tuned from {held}, not {requests[name]}; remove it to redo it")
+            held = arch_in(out) if name in requests else None
+            if held is not None and held != requests[name]:
+                sys.exit(f"error: {out} was fine-tuned from {held}, not {requests[name]}; remove it to redo it")
             if not (out / "eval_results.json").exists():
                 run(f"finetune {name} seed {seed}", [
                     "finetune", folder, "--train-file", str(task / "train.tsv"), "--validation-file",

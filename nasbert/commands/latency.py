@@ -19,7 +19,12 @@ from nasbert.cli import command, load_space
 from nasbert.errors import UserError
 from nasbert.latency.calibrate import calibrate
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
-from nasbert.latency.measure import gauge_reference_ms, load_student_folder, measure_model_at_usual_speed
+from nasbert.latency.measure import (
+    gauge_reference_ms,
+    load_student_folder,
+    measure_model_at_usual_speed,
+    speed_note,
+)
 from nasbert.latency.profile import profile_space
 from nasbert.latency.validate import plot_validation, report_lines, validate
 from search_space import SearchSpace
@@ -107,7 +112,7 @@ def run_profile(args: argparse.Namespace) -> int:
     table.save(output)
     print(f"profiled {len(table.entries())} entries in {table.profile['wall_ms'] / 1e3:.1f} s under "
           f"{table.conditions.describe()}; wrote {output}")
-    print(_machine_line(table.profile))
+    print(speed_note(table.profile))
     return 0
 
 
@@ -120,7 +125,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, {factors}; "
           f"fit MAPE {cal.fit['fit_mape_percent']:.2f} %, max {cal.fit['fit_max_abs_error_percent']:.2f} %; "
           f"wrote {args.lut}")
-    print(_machine_line(cal.fit))
+    print(speed_note(cal.fit))
     return 0
 
 
@@ -171,14 +176,6 @@ def run_measure(args: argparse.Namespace) -> int:
         kind = "calibrated" if table.calibration is not None else "raw sum"
         print(f"predicted {predicted:.3f} ms ({kind}), error {error:+.1f} %")
     return 0
-
-
-def _machine_line(report: dict) -> str:
-    """How steady the machine was, from a table's profile or calibration report."""
-    return (f"machine: {report.get('rejected_count', 0)} of {report.get('timings_count', 0)} timings fell in another "
-            f"speed phase and were retimed; kept rounds agree within {report.get('repeatability_percent', 0):.1f} % "
-            f"(median)" + (f"; {report['unsteady_count']} never ran at the usual speed"
-                           if report.get("unsteady_count") else ""))
 
 
 def _space_of(table: LatencyTable, config) -> SearchSpace:

@@ -139,9 +139,6 @@ class Entry:
     iqr_ms: float
     runs_count: int
 
-    def scaled(self, factor: float) -> Entry:
-        return Entry(self.median_ms * factor, self.iqr_ms * factor, self.runs_count)
-
     def to_json(self) -> dict[str, Any]:
         return {"median_ms": round(self.median_ms, 6), "iqr_ms": round(self.iqr_ms, 6), "runs_count": self.runs_count}
 

@@ -131,16 +131,22 @@ class UsualSpeed:
 
     def note(self) -> str:
         """One line on how steady the machine was, for the reports."""
-        line = (f"machine: {self.rejected_count} of {self.timings_count} timings fell in another speed phase and "
-                f"were retimed; kept rounds of one item agree within {self.repeatability_percent:.1f} % (median)")
-        if self.unsteady:
-            line += f"; {len(self.unsteady)} item(s) never ran at the usual speed (median of all their timings used)"
-        return line
+        return speed_note(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {"gauge_reference_ms": round(self.reference_ms, 6), "timings_count": self.timings_count,
                 "rejected_count": self.rejected_count, "unsteady_count": len(self.unsteady),
                 "repeatability_percent": round(self.repeatability_percent, 3)}
+
+
+def speed_note(report: dict[str, Any]) -> str:
+    """The machine line of a `UsualSpeed.to_json()` report (as stored in a table's profile or calibration)."""
+    line = (f"machine: {report.get('rejected_count', 0)} of {report.get('timings_count', 0)} timings fell in another "
+            f"speed phase and were retimed; kept rounds of one item agree within "
+            f"{report.get('repeatability_percent', 0):.1f} % (median)")
+    if report.get("unsteady_count"):
+        line += f"; {report['unsteady_count']} item(s) never ran at the usual speed (median of all their timings used)"
+    return line
 
 
 def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: int, gauge: SpeedGauge,

@@ -129,9 +129,10 @@ class SearchOutcome:
 def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
            recheck_batches: int = 4, measure: int = 0, require_attention: bool = True) -> SearchOutcome:
     """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
-    nothing fits. With `require_attention` only students with at least one attention (M) layer compete. With `measure` > 0 (and a table for this machine), the leaders of each latency budget are
-    built and timed end to end, and the winner is the best-ranked one whose measured latency fits the budget
-    (see `confirm_by_measurement`)."""
+    nothing fits. With `require_attention` only students with at least one attention (M) layer compete. With
+    `measure` > 0 (and a table for this machine), the leaders of each latency budget are built and timed end to
+    end, and the winner is the best-ranked one whose measured latency fits the budget (see
+    `confirm_by_measurement`)."""
     space = run.space
     if any(latency is not None for latency, _ in budgets) and lut is None:
         raise UserError("a latency budget needs a latency table: pass --lut lut.json (make one with "
