@@ -1,12 +1,14 @@
-"""Does the sum of block losses rank whole students the way their chained loss does? (NAS-BERT §3.3)
+"""Does the approximated loss rank whole students the way their chained loss does? (NAS-BERT §3.3)
 
-    python bench/approximator_fidelity.py --run bench_runs/pipeline/supernet [--archs 50] [--batches 4]
+    python bench/approximator_fidelity.py --run bench_runs/pipeline/supernet [--archs 50] [--draws 3]
 
-For `--archs` random students: approximated loss = sum over blocks of the block's dev loss
-(each block fed the teacher's states, as in training and in block_losses.json); chained loss = the super blocks
-chained on their own outputs from the teacher's embeddings, MSE against the teacher at every block boundary,
-summed (what search re-checks), and at the output only. Both on the same dev batches. Prints Kendall's tau
-between the approximated loss and each (target >= 0.8), for students drawn two ways:
+For `--archs` random students, in `--draws` independent draws: the approximated loss from the blocks' dev
+losses (each block fed the teacher's states, as in training and in block_losses.json), both as NAS-BERT's plain
+sum and as the weighted sum `nasbert search` ranks by (per-block weights fitted on `--weight-students` other
+random chained students, nasbert.search.weights); chained loss = the super blocks chained on their own outputs
+from the teacher's embeddings, MSE against the teacher at every block boundary, summed (what search re-checks),
+and at the output only. All on the same dev batches. Prints Kendall's tau between each approximated loss and
+the chained loss (target >= 0.8), per draw and as min / median / max, for students drawn two ways:
   searchable  each block one of the run's surviving candidates (block_losses.json), uniformly: the students the
               approximator ranks in `nasbert search`
   whole space uniformly from the whole space, shrinking ignored: most of these blocks were pruned early and
@@ -34,6 +36,7 @@ from nasbert.cli import main as nasbert
 from nasbert.run_dir import load_run
 from nasbert.scoring import BlockScorer
 from nasbert.search.select import recheck
+from nasbert.search.weights import fit_block_weights
 from search_space import Arch, BlockArch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,7 +48,11 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=50)
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first draw's seed")
+    parser.add_argument("--draws", type=int, default=3, help="draws of --archs students each (seeds SEED, SEED+1, ..)")
+    parser.add_argument("--weight-students", type=int, default=200,
+                        help="chained students the search's per-block weights are fitted on (nasbert search "
+                             "--weight-students)")
     parser.add_argument("--max-steps", type=int, default=2500,
                         help="training steps of the smaller setting; a larger value continues a finished run")
     parser.add_argument("--chained-inputs", type=float, default=0.0,
@@ -67,28 +74,38 @@ def main() -> None:
                     + (["--resume"] if (Path(run_dir) / "config.json").exists() else []))
     run = load_run(run_dir)
     space = run.space
-    rng = np.random.default_rng(args.seed)
     survivors = [[BlockArch.parse(e["arch"]) for e in entries] for entries in run.block_table["blocks"]]
-    drawn = {"searchable": [Arch(tuple(block[rng.integers(len(block))] for block in survivors))
-                            for _ in range(args.archs)],
-             "whole space": [space.sample(rng) for _ in range(args.archs)]}
     ids = run.dev_ids[: args.batches * args.batch_size]
     scorer = BlockScorer.from_teacher(run.supernet, run.teacher, ids, args.batch_size)
+    weights, _ = fit_block_weights(run, args.weight_students, args.batches, args.batch_size, seed=10_000)
+    w = np.array(weights.weights)
     print(f"run {run_dir}: {args.archs} random students per draw, {len(ids)} dev sequences, "
           f"{[len(b) for b in survivors]} surviving candidates per block")
-    for draw, archs in drawn.items():
-        block_losses = [scorer.score(n, [a[n] for a in archs]) for n in range(space.num_blocks)]
-        approximated = np.sum(block_losses, axis=0)
-        print(f"[{draw}] approximated loss (sum of block losses) {approximated.min():.4f}..{approximated.max():.4f}; "
-              f"block scoring {scorer.candidates_per_second:.1f} candidates/s")
-        for label, final_only in (("chained, summed over block boundaries (what search re-checks)", False),
-                                  ("chained, at the output only", True)):
-            chained = recheck(run, archs, args.batches, args.batch_size, final_only=final_only)
+    print(f"search's weights: {weights.describe()}")
+    taus: dict[tuple[str, str], list[float]] = {}
+    for seed in range(args.seed, args.seed + args.draws):
+        rng = np.random.default_rng(seed)
+        drawn = {"searchable": [Arch(tuple(block[rng.integers(len(block))] for block in survivors))
+                                for _ in range(args.archs)],
+                 "whole space": [space.sample(rng) for _ in range(args.archs)]}
+        for draw, archs in drawn.items():
+            block_losses = np.array([scorer.score(n, [a[n] for a in archs]) for n in range(space.num_blocks)])
+            chained = recheck(run, archs, args.batches, args.batch_size)
             chained = np.array([chained[str(a)] for a in archs])
-            tau = kendalltau(approximated, chained).statistic
-            rho = spearmanr(approximated, chained).statistic
-            print(f"[{draw}] vs {label}: {chained.min():.4f}..{chained.max():.4f}; Kendall tau {tau:.3f} "
-                  f"(target >= 0.8), Spearman rho {rho:.3f}")
+            final = recheck(run, archs, args.batches, args.batch_size, final_only=True)
+            final = np.array([final[str(a)] for a in archs])
+            row = {"plain sum (NAS-BERT)": block_losses.sum(axis=0), "weighted sum (search)": w @ block_losses}
+            for label, approximated in row.items():
+                tau = kendalltau(approximated, chained).statistic
+                taus.setdefault((draw, label), []).append(tau)
+                print(f"[draw {seed}, {draw}] {label}: Kendall tau {tau:.3f} (target >= 0.8), Spearman rho "
+                      f"{spearmanr(approximated, chained).statistic:.3f} vs the chained loss summed over block "
+                      f"boundaries (what search re-checks); {kendalltau(approximated, final).statistic:.3f} vs "
+                      f"the chained loss at the output only")
+    print(f"Kendall tau over {args.draws} draws of {args.archs} students (min / median / max):")
+    for (draw, label), values in taus.items():
+        print(f"  {draw:>11} {label:>21}: {min(values):.3f} / {float(np.median(values)):.3f} / {max(values):.3f}")
+
 
 if __name__ == "__main__":
     main()

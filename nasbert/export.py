@@ -62,7 +62,8 @@ def requests_from_search(path: str, budget: str | None, rank: int) -> list[Expor
         chosen = entry["top_k"][rank - 1]
         requests.append(ExportRequest(entry["name"], Arch.parse(chosen["arch"]),
                                       {**chosen, "budget": entry["name"], "rank": rank,
-                                       "conditions": data.get("conditions")}))
+                                       "conditions": data.get("conditions"),
+                                       "block_weights": (data.get("block_weights") or {}).get("weights")}))
     return requests
 
 

@@ -41,7 +41,7 @@ def model_card(facts: dict) -> str:
     ]
     if search:
         lines += [f"| search budget | {search.get('budget')} (rank {search.get('rank')}) |",
-                  f"| approximated loss | {search.get('approx_loss')} (sum of block dev losses) |",
+                  f"| approximated loss | {search.get('approx_loss')} ({_approximator(search.get('block_weights'))}) |",
                   f"| re-checked chained loss | {search.get('rechecked_loss')} |"]
     lines += [f"| predicted latency | {_ms(facts.get('predicted_latency_ms'))} "
               f"({_conditions(facts.get('latency_conditions'))}) |",
@@ -59,3 +59,9 @@ def model_card(facts: dict) -> str:
     lines += ["", "Latencies are for the bare encoder (no task head); re-measure on your own machine with "
               "`nasbert latency measure FOLDER`.", ""]
     return "\n".join(lines)
+
+
+def _approximator(weights: list[float] | None) -> str:
+    if not weights:
+        return "sum of block dev losses"
+    return "sum of block dev losses weighted " + ", ".join(f"{w:.2f}" for w in weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from tiny_assets import make_corpus, make_tiny_teacher
 
@@ -14,6 +15,7 @@ from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
 from nasbert.search.select import BudgetResult, Candidate, LatencyModel, block_tables, confirm_by_measurement
 from nasbert.search.topk import StructureCosts, top_k
+from nasbert.search.weights import fit_weights
 from nasbert.train_supernet import TrainConfig, train_supernet
 from search_space import Arch
 
@@ -172,3 +174,44 @@ def test_every_student_has_an_attention_layer_unless_allowed_otherwise(searched,
     assert found[False] and all("M" in a for a in found[False])
     assert found[True] == archs(top_k(tables, structure, latency_budget_ms=budget_ms, k=5))
     assert any("M" not in a for a in found[True])
+
+
+def test_fit_weights_recovers_per_block_weights_and_clips_negative_ones():
+    rng = np.random.default_rng(0)
+    losses = rng.uniform(0.05, 0.2, size=(3, 200))  # (N, S)
+    chained = 0.3 + np.array([1.5, 0.6, 0.6]) @ losses + rng.normal(0, 1e-4, 200)
+    assert fit_weights(losses, chained) == pytest.approx([1.5, 0.6, 0.6], abs=0.01)
+    chained = 0.3 + np.array([1.5, -0.5, 0.6]) @ losses
+    weights = fit_weights(losses, chained)
+    assert weights[1] == 0 and weights[0] > 1 and weights[2] > 0
+    assert list(fit_weights(losses, np.full(200, 0.4))) == [1, 1, 1]  # nothing to rank by: the plain sum
+
+
+def test_search_ranks_by_the_fitted_weighted_sum_and_by_the_plain_sum_without_it(searched, capsys):
+    root, run, lut = searched
+    loaded = load_run(run)
+    budget_ms = lut.predict_ms(lut.space.largest_arch())
+    found = {}
+    for students in ("0", "40"):
+        output = root / f"weights{students}.json"
+        assert main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"),
+                     "--top-k", "5", "--recheck-batches", "1", "--measure", "0", "--weight-students", students,
+                     "--output", str(output)]) == 0
+        found[students] = json.loads(output.read_text())
+    assert found["0"]["block_weights"] is None
+    fitted = found["40"]["block_weights"]
+    assert fitted["students"] == 40 and len(fitted["weights"]) == loaded.space.num_blocks
+    assert "approximated loss = " in capsys.readouterr().out
+    table = [{e["arch"]: e["dev_loss"] for e in block} for block in loaded.block_table["blocks"]]
+    latency = LatencyModel(LatencyTable.load(root / "lut.json"))
+    structure = StructureCosts.for_space(loaded.space, latency.projection_ms, latency.constant_ms)
+    for students, weights in (("0", [1.0] * loaded.space.num_blocks), ("40", fitted["weights"])):
+        top = found[students]["budgets"][0]["top_k"]
+        for candidate in top:  # approximated loss = sum_n w_n * block n's table loss
+            blocks = Arch.parse(candidate["arch"])
+            assert candidate["approx_loss"] == pytest.approx(
+                sum(w * table[n][str(b)] for n, (w, b) in enumerate(zip(weights, blocks))), rel=1e-9)
+        candidates, tables = block_tables(loaded.space, loaded.block_table, latency, weights)
+        brute = top_k(tables, structure, latency_budget_ms=budget_ms, k=10**6)
+        with_m = [s for s in brute if any("M" in candidates[n][i].active_ops for n, i in enumerate(s.indices))]
+        assert sorted(c["approx_loss"] for c in top) == pytest.approx([s.loss for s in with_m[:5]], rel=1e-9)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-attention-free", action="store_true",
                         help="let students without any attention layer compete (by default every student has at "
                              "least one: without it a [CLS]-pooled head sees only a convolution's local window)")
+    parser.add_argument("--weight-students", type=int, default=200, metavar="S",
+                        help="fit a weight per block of the approximated loss on S random students re-checked "
+                             "chained (default 200); 0: NAS-BERT's plain sum of block losses")
     parser.add_argument("--output", default="search.json", help="results file (a Pareto plot is written beside it)")
     parser.add_argument("--device", default="cpu", help="device for the re-check: cpu or cuda")
 
@@ -43,13 +46,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--top-k must be positive")
     if args.measure < 0:
         raise UserError("--measure must be 0 or more")
+    if args.weight_students < 0:
+        raise UserError("--weight-students must be 0 or more")
     budgets = [(b, params_budget) for b in latency_budgets] or [(None, params_budget)]
     lut = LatencyTable.load(args.lut) if args.lut else None
     loaded = load_run(args.run, args.device)
     outcome = search(loaded, budgets, lut, args.top_k, args.recheck_batches, args.measure,
-                     require_attention=not args.allow_attention_free)
+                     require_attention=not args.allow_attention_free, weight_students=args.weight_students)
     output = Path(args.output)
-    write_results(outcome.results, loaded, lut, args.lut, output)
+    write_results(outcome.results, loaded, lut, args.lut, output, outcome.block_weights)
+    if outcome.block_weights is not None:
+        print(outcome.block_weights.describe())
     print(format_table(outcome.results))
     if lut is not None:
         plot = plot_pareto(outcome.results, outcome.tables, outcome.structure, output.with_suffix(".png"))

@@ -1,9 +1,10 @@
 """Stage 3, search: the best students under each budget (NAS-BERT §3.3).
 
-    approximated loss(arch) = sum over blocks of the block's dev distillation loss  (block_losses.json)
+    approximated loss(arch) = sum over blocks of w_n * the block's dev distillation loss  (block_losses.json)
     predicted latency(arch) = the latency table's prediction (calibrated where the table is)
 
-For every budget the exact top-K by approximated loss comes from `top_k` (by default among the students with
+The weights w_n are fitted to chained students first (`nasbert.search.weights`; w = 1 is NAS-BERT's plain
+sum). For every budget the exact top-K by approximated loss comes from `top_k` (by default among the students with
 at least one attention layer, see `nasbert.search.required`); those K are then re-checked as whole chained
 models on dev batches (super blocks chained on their own outputs from the teacher's embeddings, MSE against
 the teacher at every block boundary, summed) and re-ranked; the first is the budget's winner.
@@ -26,6 +27,7 @@ from nasbert.losses import masked_mse
 from nasbert.run_dir import Run
 from nasbert.search.required import top_k_requiring
 from nasbert.search.topk import BlockTable, StructureCosts, top_k
+from nasbert.search.weights import BlockWeights, fit_block_weights
 from search_space import Arch, BlockArch, SearchSpace
 
 
@@ -80,14 +82,16 @@ class LatencyModel:
         return self.table.projection_entry(in_width, out_width).median_ms * self.factors.get("projection", 1.0)
 
 
-def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None) -> tuple[list, list[BlockTable]]:
-    """The candidates of each block (BlockArch) and their BlockTable for top-K."""
+def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None,
+                 weights: list[float] | None = None) -> tuple[list, list[BlockTable]]:
+    """The candidates of each block (BlockArch) and their BlockTable for top-K, losses scaled by the block's
+    weight (None: 1)."""
     candidates, tables = [], []
     for n, entries in enumerate(table["blocks"]):
         blocks = [BlockArch.parse(e["arch"]) for e in entries]
         for block in blocks:
             space.validate_block(block, n)
-        losses = [e["dev_loss"] for e in entries]
+        losses = [e["dev_loss"] * (weights[n] if weights else 1.0) for e in entries]
         latency_ms = [latency.block_ms(b) if latency else 0.0 for b in blocks]
         candidates.append(blocks)
         tables.append(BlockTable.from_candidates(space, blocks, losses, latency_ms))
@@ -124,15 +128,18 @@ class SearchOutcome:
     results: list[BudgetResult]
     tables: list[BlockTable]  # what was searched, for the Pareto plot
     structure: StructureCosts
+    block_weights: BlockWeights | None = None  # None: the plain sum
 
 
 def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
-           recheck_batches: int = 4, measure: int = 0, require_attention: bool = True) -> SearchOutcome:
+           recheck_batches: int = 4, measure: int = 0, require_attention: bool = True,
+           weight_students: int = 200) -> SearchOutcome:
     """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
-    nothing fits. With `require_attention` only students with at least one attention (M) layer compete. With
-    `measure` > 0 (and a table for this machine), the leaders of each latency budget are built and timed end to
-    end, and the winner is the best-ranked one whose measured latency fits the budget (see
-    `confirm_by_measurement`)."""
+    nothing fits. With `weight_students` > 0 (and a re-check) the approximated loss weighs each block by a
+    weight fitted on that many random chained students; 0 is NAS-BERT's plain sum. With `require_attention`
+    only students with at least one attention (M) layer compete. With `measure` > 0 (and a table for this
+    machine), the leaders of each latency budget are built and timed end to end, and the winner is the
+    best-ranked one whose measured latency fits the budget (see `confirm_by_measurement`)."""
     space = run.space
     if any(latency is not None for latency, _ in budgets) and lut is None:
         raise UserError("a latency budget needs a latency table: pass --lut lut.json (make one with "
@@ -143,23 +150,33 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
     candidates, tables = block_tables(space, run.block_table, latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
-    rechecked: dict[str, float] = {}
     with_attention = [np.array(["M" in b.active_ops for b in blocks]) for blocks in candidates]
     if require_attention and not any(mask.any() for mask in with_attention):
         raise UserError("no surviving candidate of any block has an attention layer; pass --allow-attention-free "
                         "to search students without one")
 
+    def chosen(latency_budget: float | None, params_budget: int | None, k: int) -> list:
+        budget = dict(latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
+        return (top_k_requiring(tables, structure, with_attention, **budget,
+                                subject="architecture with an attention layer") if require_attention
+                else top_k(tables, structure, **budget))
+
+    for latency_budget, params_budget in budgets:  # an impossible budget fails before the slow work
+        chosen(latency_budget, params_budget, 1)
+    rechecked: dict[str, float] = {}
+    weights = None
+    if weight_students > 0 and recheck_batches > 0:
+        weights, rechecked = fit_block_weights(run, weight_students, recheck_batches)
+        candidates, tables = block_tables(space, run.block_table, latency, weights.weights)
+
     def ranked(latency_budget: float | None, params_budget: int | None) -> list[Candidate]:
         """The exact top-K under these budgets, re-checked as chained models (cached) and re-ranked."""
-        budget = dict(latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
-        chosen = (top_k_requiring(tables, structure, with_attention, **budget,
-                                   subject="architecture with an attention layer") if require_attention
-                  else top_k(tables, structure, **budget))
-        archs = [Arch(tuple(candidates[n][i] for n, i in enumerate(s.indices))) for s in chosen]
+        selections = chosen(latency_budget, params_budget, k)
+        archs = [Arch(tuple(candidates[n][i] for n, i in enumerate(s.indices))) for s in selections]
         if recheck_batches > 0:
             rechecked.update(recheck(run, [a for a in archs if str(a) not in rechecked], recheck_batches))
         top = [Candidate(str(a), s.params, space.flops(a), s.loss, s.latency_ms if lut is not None else None,
-                         rechecked.get(str(a))) for a, s in zip(archs, chosen)]
+                         rechecked.get(str(a))) for a, s in zip(archs, selections)]
         if recheck_batches > 0:
             top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
         return top
@@ -173,7 +190,7 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
         elif latency_budget is not None and measure > 0:
             result.note = "not measured: the latency table is for another machine or settings than this one"
         results.append(result)
-    return SearchOutcome(results, tables, structure)
+    return SearchOutcome(results, tables, structure, weights)
 
 
 def measurer(lut: LatencyTable | None, measure: int):
@@ -241,13 +258,14 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
 
 
 def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | None, lut_path: str | None,
-                  path: Path) -> None:
+                  path: Path, block_weights: BlockWeights | None = None) -> None:
     """search.json, written atomically."""
     payload = {
         "run": str(run.path), "lut": lut_path, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "conditions": lut.conditions.to_json() if lut is not None else None,
         "calibrated": bool(lut is not None and lut.calibration is not None),
         "space": run.space.to_json(),
+        "block_weights": block_weights.to_json() if block_weights is not None else None,
         "budgets": [{"name": r.name, "latency_budget_ms": r.latency_budget_ms, "params_budget": r.params_budget,
                      "winner": asdict(r.winner), "note": r.note, "top_k": [asdict(c) for c in r.top_k]}
                     for r in results],
