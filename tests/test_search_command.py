@@ -183,7 +183,7 @@ def test_fit_weights_recovers_per_block_weights_and_clips_negative_ones():
     assert fit_weights(losses, chained) == pytest.approx([1.5, 0.6, 0.6], abs=0.01)
     chained = 0.3 + np.array([1.5, -0.5, 0.6]) @ losses
     weights = fit_weights(losses, chained)
-    assert weights[1] == 0 and weights[0] > 1 and weights[2] > 0
+    assert weights[1] == pytest.approx(0.01 * weights.max()) and weights[0] > 1 and weights[2] > 0  # ties only
     assert list(fit_weights(losses, np.full(200, 0.4))) == [1, 1, 1]  # nothing to rank by: the plain sum
 
 

@@ -45,13 +45,17 @@ class BlockWeights:
 def fit_weights(block_losses: np.ndarray, chained: np.ndarray) -> np.ndarray:
     """Block losses (N, S) and chained losses (S,) of S students -> non-negative weights (N,).
 
-    The intercept is fitted (by centring) and dropped: it does not change a ranking. Where the fit gives
-    nothing to rank by (all weights 0, e.g. chained losses that do not vary), the plain sum's ones are returned.
+    The intercept is fitted (by centring) and dropped: it does not change a ranking. A weight fitted to 0 is
+    raised to 1 % of the largest, so that block's loss still breaks ties among students equal elsewhere. Where
+    the fit gives nothing to rank by (all weights 0, e.g. chained losses that do not vary), the plain sum's ones
+    are returned.
     """
     x = block_losses - block_losses.mean(axis=1, keepdims=True)
     y = chained - chained.mean()
     weights, _ = nnls(x.T, y)
-    return weights if weights.sum() > 0 else np.ones(len(block_losses))
+    if weights.max() <= 0:
+        return np.ones(len(block_losses))
+    return np.maximum(weights, 0.01 * weights.max())
 
 
 def fit_block_weights(run: Run, students: int = 200, batches: int = 4, batch_size: int = 32,
