@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "least one: without it a [CLS]-pooled head sees only a convolution's local window)")
     parser.add_argument("--weight-students", type=int, default=200, metavar="S",
                         help="fit a weight per block of the approximated loss on S random students re-checked "
-                             "chained (default 200); 0: NAS-BERT's plain sum of block losses")
+                             "chained (default 200); 0, or --recheck-batches 0: NAS-BERT's plain sum of block losses")
     parser.add_argument("--output", default="search.json", help="results file (a Pareto plot is written beside it)")
     parser.add_argument("--device", default="cpu", help="device for the re-check: cpu or cuda")
 

@@ -155,8 +155,9 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
         raise UserError("no surviving candidate of any block has an attention layer; pass --allow-attention-free "
                         "to search students without one")
 
-    def chosen(latency_budget: float | None, params_budget: int | None, k: int) -> list:
-        budget = dict(latency_budget_ms=latency_budget, params_budget=params_budget, k=k)
+    def chosen(latency_budget: float | None, params_budget: int | None, count: int) -> list:
+        """The exact top-`count` selections of the current `tables` (re-bound below once weights are fitted)."""
+        budget = dict(latency_budget_ms=latency_budget, params_budget=params_budget, k=count)
         return (top_k_requiring(tables, structure, with_attention, **budget,
                                 subject="architecture with an attention layer") if require_attention
                 else top_k(tables, structure, **budget))
