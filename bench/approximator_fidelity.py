@@ -35,7 +35,7 @@ from scipy.stats import kendalltau, spearmanr
 from nasbert.cli import main as nasbert
 from nasbert.run_dir import load_run
 from nasbert.scoring import BlockScorer
-from nasbert.search.select import recheck
+from nasbert.search.recheck import boundary_losses
 from nasbert.search.weights import fit_block_weights
 from search_space import Arch, BlockArch
 
@@ -90,10 +90,9 @@ def main() -> None:
                  "whole space": [space.sample(rng) for _ in range(args.archs)]}
         for draw, archs in drawn.items():
             block_losses = np.array([scorer.score(n, [a[n] for a in archs]) for n in range(space.num_blocks)])
-            chained = recheck(run, archs, args.batches, args.batch_size)
-            chained = np.array([chained[str(a)] for a in archs])
-            final = recheck(run, archs, args.batches, args.batch_size, final_only=True)
-            final = np.array([final[str(a)] for a in archs])
+            boundaries = boundary_losses(run, archs, args.batches, args.batch_size)
+            boundaries = np.array([boundaries[str(a)] for a in archs])  # (archs, N)
+            chained, final = boundaries.sum(axis=1), boundaries[:, -1]  # what search re-checks; the output only
             row = {"plain sum (NAS-BERT)": block_losses.sum(axis=0), "weighted sum (search)": w @ block_losses}
             for label, approximated in row.items():
                 tau = kendalltau(approximated, chained).statistic

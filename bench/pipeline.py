@@ -177,9 +177,10 @@ def main() -> None:
             requests[f"baseline-{fraction:g}"] = str(baseline)
     # A student already exported is kept if it is still the requested arch; the missing ones are exported (and
     # refined together, with the same recipe) on their own, so a changed search redoes only what changed.
-    missing = {n: a for n, a in requests.items() if arch_in(students / n) is None}
+    held_archs = {name: arch_in(students / name) for name in requests}
+    missing = {n: a for n, a in requests.items() if held_archs[n] is None}
     for name, arch in requests.items():
-        held = arch_in(students / name)
+        held = held_archs[name]
         if held is not None and held != arch:
             sys.exit(f"error: {students / name} holds {held} but the search now picks {arch}; remove it and "
                      f"{work / 'finetuned' / name}* to redo that student")

@@ -15,7 +15,7 @@ from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
 from nasbert.search.select import BudgetResult, Candidate, LatencyModel, block_tables, confirm_by_measurement
 from nasbert.search.topk import StructureCosts, top_k
-from nasbert.search.weights import fit_weights
+from nasbert.search.weights import fit_weights, weighted
 from nasbert.train_supernet import TrainConfig, train_supernet
 from search_space import Arch
 
@@ -211,7 +211,8 @@ def test_search_ranks_by_the_fitted_weighted_sum_and_by_the_plain_sum_without_it
             blocks = Arch.parse(candidate["arch"])
             assert candidate["approx_loss"] == pytest.approx(
                 sum(w * table[n][str(b)] for n, (w, b) in enumerate(zip(weights, blocks))), rel=1e-9)
-        candidates, tables = block_tables(loaded.space, loaded.block_table, latency, weights)
+        candidates, tables = block_tables(loaded.space, loaded.block_table, latency)
+        tables = weighted(tables, weights)
         brute = top_k(tables, structure, latency_budget_ms=budget_ms, k=10**6)
         with_m = [s for s in brute if any("M" in candidates[n][i].active_ops for n, i in enumerate(s.indices))]
         assert sorted(c["approx_loss"] for c in top) == pytest.approx([s.loss for s in with_m[:5]], rel=1e-9)

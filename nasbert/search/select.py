@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable, op_family
-from nasbert.losses import masked_mse
 from nasbert.run_dir import Run
+from nasbert.search.recheck import recheck
 from nasbert.search.required import top_k_requiring
 from nasbert.search.topk import BlockTable, StructureCosts, top_k
-from nasbert.search.weights import BlockWeights, fit_block_weights
+from nasbert.search.weights import BlockWeights, fit_block_weights, weighted
 from search_space import Arch, BlockArch, SearchSpace
 
 
@@ -82,45 +81,18 @@ class LatencyModel:
         return self.table.projection_entry(in_width, out_width).median_ms * self.factors.get("projection", 1.0)
 
 
-def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None,
-                 weights: list[float] | None = None) -> tuple[list, list[BlockTable]]:
-    """The candidates of each block (BlockArch) and their BlockTable for top-K, losses scaled by the block's
-    weight (None: 1)."""
+def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None) -> tuple[list, list[BlockTable]]:
+    """The candidates of each block (BlockArch) and their BlockTable for top-K."""
     candidates, tables = [], []
     for n, entries in enumerate(table["blocks"]):
         blocks = [BlockArch.parse(e["arch"]) for e in entries]
         for block in blocks:
             space.validate_block(block, n)
-        losses = [e["dev_loss"] * (weights[n] if weights else 1.0) for e in entries]
+        losses = [e["dev_loss"] for e in entries]
         latency_ms = [latency.block_ms(b) if latency else 0.0 for b in blocks]
         candidates.append(blocks)
         tables.append(BlockTable.from_candidates(space, blocks, losses, latency_ms))
     return candidates, tables
-
-
-@torch.inference_mode()
-def chained_losses(run: Run, arch: Arch, states: list[torch.Tensor]) -> list[float]:
-    """The arch's super blocks chained on their own outputs from the teacher's embeddings Y_0; the MSE of the
-    chain against the teacher at every block boundary: [MSE(h_1, Y_1), ..., MSE(h_N, Y_N)]."""
-    hidden, losses = states[0], []
-    for n, block in enumerate(arch):
-        hidden = run.supernet.forward_block(n, hidden, block)
-        losses.append(masked_mse(hidden, states[n + 1], None).item())
-    return losses
-
-
-@torch.inference_mode()
-def recheck(run: Run, archs: list[Arch], batches: int = 4, batch_size: int = 32,
-            final_only: bool = False) -> dict[str, float]:
-    """Chained dev loss of each arch: summed over the block boundaries (the whole-model counterpart of the
-    approximated loss, which sums block losses measured on the teacher's inputs), or at the output only."""
-    ids = run.dev_ids[: batches * batch_size].to(run.device)
-    states = [run.teacher.block_states(chunk) for chunk in ids.split(batch_size)]
-    losses = {}
-    for arch in tqdm(archs, desc="re-checking", leave=False):
-        per_batch = [chained_losses(run, arch, s) for s in states]
-        losses[str(arch)] = sum(b[-1] if final_only else sum(b) for b in per_batch) / len(per_batch)
-    return losses
 
 
 @dataclass
@@ -168,7 +140,7 @@ def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: Latenc
     weights = None
     if weight_students > 0 and recheck_batches > 0:
         weights, rechecked = fit_block_weights(run, weight_students, recheck_batches)
-        candidates, tables = block_tables(space, run.block_table, latency, weights.weights)
+        tables = weighted(tables, weights.weights)
 
     def ranked(latency_budget: float | None, params_budget: int | None) -> list[Candidate]:
         """The exact top-K under these budgets, re-checked as chained models (cached) and re-ranked."""

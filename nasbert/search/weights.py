@@ -16,13 +16,16 @@ search is unchanged. w = (1, ..., 1) is NAS-BERT's approximator.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import kendalltau
 
 from nasbert.run_dir import Run
+from nasbert.search.recheck import recheck
+from nasbert.search.topk import BlockTable
 from search_space import Arch, BlockArch
 
 
@@ -62,8 +65,6 @@ def fit_block_weights(run: Run, students: int = 200, batches: int = 4, batch_siz
                       seed: int = 0) -> tuple[BlockWeights, dict[str, float]]:
     """Fit the weights on `students` random students of the block table (one surviving candidate per block,
     uniformly); also returns their chained losses by arch string, so a search need not re-check them again."""
-    from nasbert.search.select import recheck  # select imports this module
-
     rng = np.random.default_rng(seed)
     blocks = run.block_table["blocks"]
     picks = [rng.integers(len(entries), size=students) for entries in blocks]  # (N, S) candidate indices
@@ -76,6 +77,11 @@ def fit_block_weights(run: Run, students: int = 200, batches: int = 4, batch_siz
     result = BlockWeights([float(w) for w in weights], students, fit_tau=_tau(weights @ losses, chained),
                           plain_tau=_tau(losses.sum(axis=0), chained))
     return result, rechecked
+
+
+def weighted(tables: Sequence[BlockTable], weights: Sequence[float]) -> list[BlockTable]:
+    """The block tables with each block's losses scaled by its weight (what top-K then sums)."""
+    return [replace(table, loss=table.loss * weight) for table, weight in zip(tables, weights)]
 
 
 def _tau(a: np.ndarray, b: np.ndarray) -> float:
