@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from nasbert.losses import masked_mse
-from nasbert.run_dir import load_run
-from nasbert.scoring import BlockScorer
+from nasbert.common.losses import masked_mse
+from nasbert.train_supernet.run import load_run
+from nasbert.train_supernet.scoring import BlockScorer
 from search_space import BlockArch
 
 

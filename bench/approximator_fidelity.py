@@ -33,10 +33,10 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from nasbert.cli import main as nasbert
-from nasbert.run_dir import load_run
-from nasbert.scoring import BlockScorer
 from nasbert.search.recheck import boundary_losses
 from nasbert.search.weights import fit_block_weights
+from nasbert.train_supernet.run import load_run
+from nasbert.train_supernet.scoring import BlockScorer
 from search_space import Arch, BlockArch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 from nasbert.cli import main as nasbert
-from nasbert.export import ExportOptions, ExportRequest, export_students
-from nasbert.refine import RefineConfig
-from nasbert.run_dir import load_run
+from nasbert.export.config import RefineConfig
+from nasbert.export.pipeline import ExportOptions, ExportRequest, export_students
+from nasbert.train_supernet.run import load_run
 from search_space import Arch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

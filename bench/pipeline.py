@@ -185,9 +185,9 @@ def main() -> None:
             sys.exit(f"error: {students / name} holds {held} but the search now picks {arch}; remove it and "
                      f"{work / 'finetuned' / name}* to redo that student")
     if missing:
-        from nasbert.export import ExportOptions, ExportRequest, export_students
-        from nasbert.refine import RefineConfig
-        from nasbert.run_dir import load_run
+        from nasbert.export.config import RefineConfig
+        from nasbert.export.pipeline import ExportOptions, ExportRequest, export_students
+        from nasbert.train_supernet.run import load_run
 
         partial = len(missing) < len(requests)
         refine_dir = work / ("students.refine" + ("." + "+".join(missing) if partial else ""))

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from nasbert.train_supernet import SupernetRecipe, TrainConfig
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import SupernetRecipe
 
 
 def make_teacher(folder: Path, layers: int, hidden: int) -> None:

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from nasbert.common.losses import masked_mse
 from nasbert.errors import UserError
-from nasbert.losses import masked_mse
-from nasbert.train_supernet import BlockwiseDistiller, TrainConfig, chained_for_step
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import BlockwiseDistiller, chained_for_step
 from supernet import Supernet
 
 

@@ -14,12 +14,13 @@ import torch
 from tiny_assets import make_corpus, make_tiny_teacher
 
 from nasbert.cli import main
-from nasbert.export import ExportOptions, ExportRequest, export_students
-from nasbert.inherit import INITS
+from nasbert.export.config import RefineConfig
+from nasbert.export.inherit import INITS
+from nasbert.export.pipeline import ExportOptions, ExportRequest, export_students
+from nasbert.export.refine import RefineRecipe
 from nasbert.modeling_nasbert import NasbertForMaskedLM
-from nasbert.refine import RefineConfig, RefineRecipe
-from nasbert.run_dir import load_run
-from nasbert.train_supernet import TrainConfig, train_supernet
+from nasbert.train_supernet.recipe import TrainConfig, train_supernet
+from nasbert.train_supernet.run import load_run
 from search_space import Arch
 
 ARCH = "32:M,F,S3,I/16:F,M,S5,I"

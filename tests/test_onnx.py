@@ -20,7 +20,7 @@ from nasbert.errors import UserError
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
-from nasbert.onnx_export import check_onnx_parity, export_onnx  # noqa: E402
+from nasbert.export.onnx import check_onnx_parity, export_onnx  # noqa: E402
 
 EXPORT_SEQ_LEN = 16  # export traces batch 2 at T 16; parity runs other shapes
 OTHER_SHAPES = [(3, 23), (1, 9)]

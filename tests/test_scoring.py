@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nasbert.losses import masked_mse
-from nasbert.scoring import BlockScorer
+from nasbert.common.losses import masked_mse
+from nasbert.train_supernet.scoring import BlockScorer
 from supernet import Supernet
 
 

@@ -11,12 +11,13 @@ from tiny_assets import make_corpus, make_tiny_teacher
 from nasbert.cli import main
 from nasbert.errors import UserError
 from nasbert.latency import LatencyTable, profile_space
-from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
 from nasbert.search.select import BudgetResult, Candidate, LatencyModel, block_tables, confirm_by_measurement
 from nasbert.search.topk import StructureCosts, top_k
 from nasbert.search.weights import fit_weights, weighted
-from nasbert.train_supernet import TrainConfig, train_supernet
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import train_supernet
+from nasbert.train_supernet.run import load_run
 from search_space import Arch
 
 

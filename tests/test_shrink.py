@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from tiny_assets import make_corpus, make_tiny_teacher
 
-from nasbert.shrink import ProgressiveShrinker, ShrinkConfig, assign_bins
-from nasbert.train_supernet import SupernetRecipe, TrainConfig, train_supernet
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import SupernetRecipe, train_supernet
+from nasbert.train_supernet.shrink import ProgressiveShrinker, ShrinkConfig, assign_bins
 from search_space import SearchSpace
 
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 from tiny_assets import make_corpus, make_tiny_teacher
 
-from nasbert.checkpoint import newest_checkpoint, save_checkpoint
 from nasbert.cli import main
-from nasbert.train_supernet import SupernetRecipe, TrainConfig, train_supernet
+from nasbert.common.checkpoint import newest_checkpoint, save_checkpoint
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import SupernetRecipe, train_supernet
 
 FAST = dict(seq_len=32, batch_size=8, warmup_steps=10, lr=2e-3, eval_every=1000, eval_batches=2, eval_paths=2,
             widths=[16, 32])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasbert.cli import command
-from nasbert.distributed import cleanup_distributed
+from nasbert.commands.base import command
+from nasbert.common.distributed import cleanup_distributed
 from nasbert.errors import UserError
-from nasbert.export import ExportOptions, ExportRequest, export_students, requests_from_search
-from nasbert.inherit import INITS
-from nasbert.refine import LOSSES, RefineConfig
-from nasbert.run_dir import load_run
+from nasbert.export.config import LOSSES, RefineConfig
+from nasbert.export.inherit import INITS
+from nasbert.export.pipeline import ExportOptions, ExportRequest, export_students, requests_from_search
+from nasbert.train_supernet.run import load_run
 from search_space import Arch
 
 

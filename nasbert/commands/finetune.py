@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from nasbert.cli import command
-from nasbert.finetune import CLASSIFICATION_METRICS, REGRESSION_METRICS, FinetuneConfig, finetune
+from nasbert.commands.base import command
+from nasbert.finetune.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, FinetuneConfig
+from nasbert.finetune.trainer import finetune
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

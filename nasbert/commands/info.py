@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nasbert.cli import command, load_space
+from nasbert.commands.base import command, load_space
 from search_space import SearchSpace
 
 

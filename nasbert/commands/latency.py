@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from nasbert.cli import command, load_space
+from nasbert.commands.base import command, load_space
 from nasbert.errors import UserError
 from nasbert.latency.calibrate import calibrate
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable

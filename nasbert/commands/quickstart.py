@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nasbert.cli import command
-from nasbert.quickstart import quickstart
+from nasbert.commands.base import command, run_command
+from nasbert.quickstart.run import quickstart
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,5 +16,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @command("quickstart", "run the whole pipeline on a generated teacher and corpus (no network, minutes)",
          add_arguments)
 def run(args: argparse.Namespace) -> int:
-    quickstart(args.output, fast=args.fast)
+    quickstart(args.output, run_command, fast=args.fast)
     return 0

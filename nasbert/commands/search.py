@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasbert.cli import command
+from nasbert.commands.base import command
 from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable
-from nasbert.run_dir import load_run
 from nasbert.search.budget import parse_latency_ms, parse_params
 from nasbert.search.select import format_table, plot_pareto, search, write_results
+from nasbert.train_supernet.run import load_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

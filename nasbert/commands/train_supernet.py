@@ -7,9 +7,10 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from nasbert.cli import command
+from nasbert.commands.base import command
 from nasbert.errors import UserError
-from nasbert.train_supernet import INITS, TrainConfig, train_supernet
+from nasbert.train_supernet.config import INITS, TrainConfig
+from nasbert.train_supernet.recipe import train_supernet
 
 _HELP = {
     "teacher": "teacher model folder or hub name (any BERT-like encoder; an MLM head is not needed)",

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nasbert.losses import masked_mse
-from nasbert.run_dir import Run
+from nasbert.common.losses import masked_mse
+from nasbert.train_supernet.run import Run
 from search_space import Arch
 
 

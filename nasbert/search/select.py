@@ -22,11 +22,11 @@ import torch
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable, op_family
-from nasbert.run_dir import Run
 from nasbert.search.recheck import recheck
 from nasbert.search.required import top_k_requiring
 from nasbert.search.topk import BlockTable, StructureCosts, top_k
 from nasbert.search.weights import BlockWeights, fit_block_weights, weighted
+from nasbert.train_supernet.run import Run
 from search_space import Arch, BlockArch, SearchSpace
 
 

@@ -23,9 +23,9 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import kendalltau
 
-from nasbert.run_dir import Run
 from nasbert.search.recheck import recheck
 from nasbert.search.topk import BlockTable
+from nasbert.train_supernet.run import Run
 from search_space import Arch, BlockArch
 
 

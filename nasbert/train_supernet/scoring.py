@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from nasbert.losses import masked_mse
-from nasbert.teacher import Teacher
+from nasbert.common.losses import masked_mse
+from nasbert.common.teacher import Teacher
 from search_space import BlockArch
 from supernet import Supernet, padding_masks
 

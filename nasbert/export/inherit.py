@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nasbert.common.teacher import Teacher
 from nasbert.errors import UserError
-from nasbert.etd import ImportanceOrder, copy_linear, head_rows, matching_head_dim
 from nasbert.modeling_nasbert import NasbertForMaskedLM
 from nasbert.student import EMBEDDING_KEYS, student_config, supernet_student_state
-from nasbert.teacher import Teacher
+from nasbert.train_supernet.etd import ImportanceOrder, copy_linear, head_rows, matching_head_dim
 from search_space import Arch, SearchSpace
 from supernet import Supernet
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from nasbert.checkpoint import MODEL_FILE, newest_checkpoint
-from nasbert.data import CorpusSpec, build_corpus
+from nasbert.common.checkpoint import MODEL_FILE, newest_checkpoint
+from nasbert.common.data import CorpusSpec, build_corpus
+from nasbert.common.teacher import Teacher, load_teacher
 from nasbert.errors import UserError
-from nasbert.teacher import Teacher, load_teacher
-from nasbert.train_supernet import TrainConfig
+from nasbert.train_supernet.config import TrainConfig
 from search_space import SearchSpace
 from supernet import Supernet
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-from nasbert import synthetic
-from nasbert.cli import main as nasbert
+from nasbert.common.masking import Masker
 from nasbert.errors import UserError
-from nasbert.masking import Masker
+from nasbert.quickstart import synthetic
 
 # (normal, fast): the fast form is what CI runs
 SCALE = {
@@ -35,7 +35,7 @@ SCALE = {
 }
 
 
-def _run(stage: str, args: list[str]) -> None:
+def _run(nasbert: Callable[[list[str]], int], stage: str, args: list[str]) -> None:
     print(f"\n== {stage}\n$ nasbert {shlex.join(args)}", flush=True)
     code = nasbert(args)
     if code != 0:
@@ -74,7 +74,8 @@ def train_teacher(folder: Path, corpus: Path, steps: int, seed: int = 0) -> Path
     return folder
 
 
-def quickstart(output: str | Path, fast: bool = False) -> dict:
+def quickstart(output: str | Path, run_command: Callable[[list[str]], int], fast: bool = False) -> dict:
+    """run_command: `nasbert ARGS` in this process (nasbert.commands.base.run_command), returning its exit code."""
     start = time.perf_counter()
     out = Path(output).resolve()
     pick = {k: v[1] if fast else v[0] for k, v in SCALE.items()}
@@ -87,7 +88,7 @@ def quickstart(output: str | Path, fast: bool = False) -> dict:
 
     run = out / "run"
     if not (run / "block_losses.json").exists():
-        _run("train the supernet", [
+        _run(run_command, "train the supernet", [
             "train-supernet", "--teacher", str(teacher), "--train-file", str(corpus), "--output", str(run),
             "--num-blocks", "2", "--widths", "32", "64", "--seq-len", "32", "--batch-size", "32", "--lr", "2e-3",
             "--warmup-steps", "20", "--max-steps", str(pick["supernet_steps"]), "--init", "etd-impt",
@@ -100,20 +101,20 @@ def quickstart(output: str | Path, fast: bool = False) -> dict:
     if not lut.exists():
         space_file = out / "space.json"
         space_file.write_text(json.dumps(json.loads((run / "config.json").read_text())["space"]))
-        _run("profile latency on this machine", [
+        _run(run_command, "profile latency on this machine", [
             "latency", "profile", "--space", str(space_file), "--seq-len", "32", "--min-run-time",
             str(pick["profile_time"]), "--output", str(lut)])
 
     search = out / "search.json"
     if not search.exists():
         budgets = _two_budgets(run, lut)
-        _run("search at two latency budgets", [
+        _run(run_command, "search at two latency budgets", [
             "search", str(run), "--latency-budget", *budgets, "--lut", str(lut), "--top-k", "10",
             "--recheck-batches", "2", "--output", str(search)])
 
     students = out / "students"
     if not students.exists():
-        _run("export the winners with refinement", [
+        _run(run_command, "export the winners with refinement", [
             "export", str(run), "--search", str(search), "--init", "supernet", "--refine-steps",
             str(pick["refine_steps"]), "--train-file", str(corpus), "--refine-batch-size", "32",
             "--refine-seq-len", "32", "--lut", str(lut), "--output", str(students)] + (
@@ -122,7 +123,7 @@ def quickstart(output: str | Path, fast: bool = False) -> dict:
 
     finetuned = out / "finetuned"
     if not (finetuned / "eval_results.json").exists():
-        _run("fine-tune one student on the generated sentiment task", [
+        _run(run_command, "fine-tune one student on the generated sentiment task", [
             "finetune", str(folders[0]), "--train-file", str(out / "data/task/train.tsv"), "--validation-file",
             str(out / "data/task/dev.tsv"), "--epochs", str(pick["finetune_epochs"]), "--lr", "1e-3",
             "--batch-size", "32", "--max-seq-len", "32", "--output", str(finetuned)])

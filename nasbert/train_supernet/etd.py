@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasbert.common.teacher import Teacher
 from nasbert.errors import UserError
-from nasbert.teacher import Teacher
 from supernet import Supernet
 
 

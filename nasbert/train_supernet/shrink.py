@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from nasbert.latency.lut import LatencyTable, op_family
-from nasbert.scoring import BlockScorer
+from nasbert.train_supernet.scoring import BlockScorer
 from search_space import Arch, BlockArch, SearchSpace
 
 

@@ -1,6 +1,6 @@
 """ONNX export of a student, and a parity check of the exported graph against PyTorch with onnxruntime.
 
-    from nasbert.onnx_export import check_onnx_parity, export_onnx
+    from nasbert.export.onnx import check_onnx_parity, export_onnx
     path = export_onnx(model, "student.onnx")           # any Nasbert* model (bare encoder or a head)
     max_abs_diff = check_onnx_parity(model, path)       # raises RuntimeError above 1e-4
 

@@ -17,17 +17,18 @@ from pathlib import Path
 
 import torch
 
+from nasbert.common.teacher import load_teacher
 from nasbert.errors import UserError
-from nasbert.etd import importance_order, random_order
-from nasbert.inherit import build_student, initial_adapters
+from nasbert.export.config import RefineConfig
+from nasbert.export.inherit import build_student, initial_adapters
+from nasbert.export.model_card import model_card
+from nasbert.export.refine import refine
 from nasbert.latency.lut import Conditions, LatencyTable
-from nasbert.model_card import model_card
 from nasbert.modeling_nasbert import NasbertForMaskedLM
-from nasbert.refine import RefineConfig, refine
 from nasbert.registration import save_student
-from nasbert.run_dir import Run, check_teacher
 from nasbert.search.budget import parse_latency_ms
-from nasbert.teacher import load_teacher
+from nasbert.train_supernet.etd import importance_order, random_order
+from nasbert.train_supernet.run import Run, check_teacher
 from search_space import Arch
 
 
@@ -179,7 +180,7 @@ def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dic
         (tmp / "README.md").write_text(model_card(facts))
         (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
         if onnx:
-            from nasbert.onnx_export import check_onnx_parity, export_onnx
+            from nasbert.export.onnx import check_onnx_parity, export_onnx
 
             export_onnx(model, tmp / "model.onnx", seq_len=min(128, model.config.max_position_embeddings))
             facts["onnx_max_abs_diff"] = check_onnx_parity(model, tmp / "model.onnx")

@@ -1,0 +1,1 @@
+"""Shared by every stage: the teacher and its layers, corpora, masking, losses, checkpoints, DDP."""
