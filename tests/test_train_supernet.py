@@ -139,7 +139,8 @@ def test_two_process_gloo_run_under_torchrun_samples_the_same_paths(assets, tmp_
     assert len({p[0] for p in paths}) > 1  # the path changes from step to step
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert sorted(p.name for p in (run / "checkpoints/step-6").iterdir()) == [
-        "model.safetensors", "optimizer.pt", "rng-rank0.pt", "rng-rank1.pt", "scheduler.pt", "state.json"]
+        "model.safetensors", "optimizer.json", "optimizer.safetensors", "rng-rank0.json", "rng-rank0.safetensors",
+        "rng-rank1.json", "rng-rank1.safetensors", "scheduler.json", "state.json"]  # no pickle
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str]:

@@ -3,4 +3,4 @@
 Add a stage by adding a module here and one import line below.
 """
 
-from nasbert.commands import export, finetune, info, latency, quickstart, search, train_supernet  # noqa: F401
+from nasbert.commands import convert, export, finetune, info, latency, quickstart, search, train_supernet  # noqa: F401
