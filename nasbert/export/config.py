@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nasbert.common.losses import REFINE_LOSSES
 from nasbert.errors import UserError
 
-LOSSES = ("mlm", "kl", "hidden", "attention")
+LOSSES = tuple(REFINE_LOSSES)  # the built-in refinement losses (the default); validation reads the live registry
 
 
 @dataclass
@@ -38,8 +39,8 @@ class RefineConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [loss for loss in self.losses if loss not in LOSSES]
+        unknown = [loss for loss in self.losses if loss not in REFINE_LOSSES]
         if unknown or not self.losses:
-            raise UserError(f"--losses takes some of {', '.join(LOSSES)}, not {', '.join(unknown) or 'nothing'}")
+            raise UserError(f"--losses takes some of {', '.join(REFINE_LOSSES)}, not {', '.join(unknown) or 'nothing'}")
         if self.steps <= 0:
             raise UserError("--refine-steps must be positive")

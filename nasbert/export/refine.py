@@ -1,59 +1,52 @@
 """Refinement: pre-training distillation of one or more students from the teacher, sharing each teacher forward.
 
-Losses (select any with `losses`; each is logged per student):
+The losses are the entries of `nasbert.common.losses.REFINE_LOSSES` (select any with `losses`; each is logged per
+student, with the weighted `total` it optimises):
 - `mlm`:       cross-entropy of the student's MLM head on the masked tokens;
 - `kl`:        KL(teacher || student) of the MLM distributions on the masked tokens (temperature T, times T^2),
-               combined as (1 - lambda) * mlm + lambda * kl (NAS-BERT: lambda = 0.5); needs a teacher MLM head,
-               without one it is dropped and said so;
+               mixed as (1 - lambda) * mlm + lambda * kl (NAS-BERT: lambda = 0.5; `kl` brings `mlm` along); needs a
+               teacher MLM head, without one it is dropped and said so;
 - `hidden`:    MSE between each block's output, mapped to the teacher's width by an adapter (dropped at export),
                and the teacher's hidden state at that block boundary; the last block uses the student's own
                output projection;
 - `attention`: MiniLM(v2)-style self-attention relations of the last attention layer, with R relation heads:
                KL of softmax(Q K^T / sqrt(d)) and of softmax(V V^T / sqrt(d)) between teacher and student.
 
-Checkpoints, resume, DDP (one DDP wrapper per student), bf16 on CUDA, tensorboard and tqdm work as in
-train-supernet; a resumed run continues with exactly the losses of an uninterrupted one.
+Each step the teacher computes only the features the chosen losses need (their union), each student the ones its
+losses read; `Refinee.forward` loops over its losses. A registered loss (`register_loss`) is chosen the same way.
+
+Checkpoints, resume, DDP (one DDP wrapper per student), bf16 on CUDA, tensorboard and progress lines work as in
+train-supernet (`nasbert.common.recipe`); a resumed run continues with exactly the losses of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
-from contextlib import nullcontext
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from nasbert.common.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from nasbert.common.checkpoint import load_checkpoint, save_checkpoint
 from nasbert.common.data import CorpusSpec, EpochSampler, build_corpus
 from nasbert.common.distributed import DistributedContext, init_distributed
+from nasbert.common.losses import REFINE_LOSSES, DistillationLoss, active_losses
 from nasbert.common.masking import Masker
+from nasbert.common.progress import progress_bar
+from nasbert.common.recipe import MetricsLog, autocast, capture_rng, check_run_dir, restore_rng, warmup_linear
 from nasbert.common.teacher import Teacher
 from nasbert.errors import UserError
 from nasbert.export.config import RefineConfig
 from nasbert.modeling_nasbert import NasbertForMaskedLM
 
-
-def relation_log_probs(a: torch.Tensor, b: torch.Tensor, heads: int) -> torch.Tensor:
-    """log softmax(A_r B_r^T / sqrt(d)) over R relation heads: a, b (B, T, D) -> (B, R, T, T)."""
-    batch, seq_len, width = a.shape
-    d = width // heads
-    a = a.view(batch, seq_len, heads, d).transpose(1, 2)  # (B, R, T, d)
-    b = b.view(batch, seq_len, heads, d).transpose(1, 2)
-    return (a @ b.transpose(-1, -2) / math.sqrt(d)).float().log_softmax(-1)
-
-
-def kl_from_log_probs(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student), summed over the last axis and averaged over the rest."""
-    return (teacher.exp() * (teacher - student)).sum(-1).mean()
+# The features (see nasbert.common.losses) each side can give, and what lacks when one of them cannot.
+TEACHER_FEATURES = frozenset({"mlm_logits", "block_states", "attention_qkv"})
+STUDENT_FEATURES = frozenset({"mlm_logits", "mlm_labels", "block_states", "attention_qkv"})
+WITHOUT = {"mlm_logits": "MLM head", "attention_qkv": "attention layer"}
 
 
 class Capture:
@@ -68,6 +61,38 @@ class Capture:
             self.outputs[name] = output
         return hook
 
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def teacher_capture(teacher: Teacher) -> Capture:
+    """Captures q/k/v of the teacher's last attention layer."""
+    last = teacher.encoder_layers[-1].attention.self
+    return Capture({"q": last.query, "k": last.key, "v": last.value})
+
+
+def teacher_provides(teacher: Teacher) -> set[str]:
+    """The features this teacher can give: all of them, but MLM logits only with an MLM head."""
+    return set(TEACHER_FEATURES) - (set() if teacher.mlm_head is not None else {"mlm_logits"})
+
+
+@torch.no_grad()
+def teacher_features(teacher: Teacher, ids: torch.Tensor, labels: torch.Tensor, needs: Collection[str],
+                     capture: Capture | None) -> dict:
+    """The teacher's features named in `needs`, from one forward (`capture` must hook it for attention_qkv)."""
+    out = teacher.model(input_ids=ids, output_hidden_states="block_states" in needs)
+    features = {}
+    if "block_states" in needs:
+        features["block_states"] = [out.hidden_states[i] for i in teacher.boundaries[1:]]  # Y_1 .. Y_N (B, T, H)
+    if "mlm_logits" in needs:
+        features["mlm_logits"] = teacher.mlm_head(out.last_hidden_state[labels != -100])  # (M, V)
+    if "attention_qkv" in needs:
+        config = teacher.config
+        features["attention_qkv"] = {**capture.outputs, "heads": config.num_attention_heads,
+                                     "head_dim": config.hidden_size // config.num_attention_heads}
+    return features
+
 
 class Refinee(nn.Module):
     """A student, its block adapters, and its losses against one teacher forward."""
@@ -80,44 +105,29 @@ class Refinee(nn.Module):
                             if type(layer.op).__name__ == "NasbertAttention"]
         last = attention_layers[-1].op if attention_layers else None
         self.capture = Capture({"q": last.query, "k": last.key, "v": last.value}) if last is not None else None
+        self.losses: dict[str, DistillationLoss] = {}  # the recipe's choice, less those this student cannot take
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor, teacher_out: dict, config: RefineConfig,
-                use_kl: bool) -> dict[str, torch.Tensor]:
+    @property
+    def provides(self) -> set[str]:
+        """The features this student can give (attention_qkv only with an attention layer)."""
+        return set(STUDENT_FEATURES) - (set() if self.capture is not None else {"attention_qkv"})
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, teacher_out: dict,
+                config: RefineConfig) -> dict[str, torch.Tensor]:
         out = self.student.nasbert(ids, output_hidden_states=True)
         states = out.hidden_states  # (embeddings, block 1 .. block N, final (B, T, H))
-        losses: dict[str, torch.Tensor] = {}
+        needs = set().union(*(loss.student_needs for loss in self.losses.values()))
         chosen = labels != -100
-        if ("mlm" in config.losses or use_kl) and chosen.any():
-            logits = self.student.cls(out.last_hidden_state[chosen])  # (M, V): masked positions only
-            mlm = F.cross_entropy(logits.float(), labels[chosen])
-            if use_kl:
-                t = config.temperature
-                kl = kl_from_log_probs((teacher_out["mlm_logits"].float() / t).log_softmax(-1),
-                                       (logits.float() / t).log_softmax(-1)) * t * t
-                losses["kl"] = kl
-                losses["mlm"] = mlm
-                losses["mlm_kl"] = (1 - config.kl_lambda) * mlm + config.kl_lambda * kl
-            else:
-                losses["mlm"] = mlm
-        if "hidden" in config.losses:
-            targets = teacher_out["block_states"]  # Y_1 .. Y_N (B, T, H)
-            mapped = [adapter(h) for adapter, h in zip(self.adapters, states[1:-2])] + [states[-1]]
-            losses["hidden"] = torch.stack([F.mse_loss(m.float(), y.float()) for m, y in zip(mapped, targets)]).mean()
-        if "attention" in config.losses and self.capture is not None:
-            s, t = self.capture.outputs, teacher_out["qkv"]
-            heads = config.relation_heads or math.gcd(t["heads"], s["q"].shape[-1] // t["head_dim"])
-            attention = kl_from_log_probs(relation_log_probs(t["q"], t["k"], heads),
-                                          relation_log_probs(s["q"], s["k"], heads))
-            values = kl_from_log_probs(relation_log_probs(t["v"], t["v"], heads),
-                                       relation_log_probs(s["v"], s["v"], heads))
-            losses["attention"] = attention + values
-        return losses
-
-
-def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The optimised sum: mlm_kl replaces mlm and kl where both are present."""
-    parts = [v for k, v in losses.items() if not (k in ("mlm", "kl") and "mlm_kl" in losses)]
-    return torch.stack(parts).sum()
+        features = {"mlm_labels": labels[chosen]}
+        if "mlm_logits" in needs and chosen.any():
+            features["mlm_logits"] = self.student.cls(out.last_hidden_state[chosen])  # (M, V): masked positions only
+        if "block_states" in needs:
+            features["block_states"] = [adapter(h) for adapter, h in zip(self.adapters, states[1:-2])] + [states[-1]]
+        if "attention_qkv" in needs and self.capture is not None:
+            features["attention_qkv"] = self.capture.outputs
+        # A batch without masked tokens has no MLM logits: the losses on them skip it.
+        return {name: loss(features, teacher_out, config) for name, loss in self.losses.items()
+                if loss.student_needs <= features.keys()}
 
 
 class RefineRecipe:
@@ -131,23 +141,19 @@ class RefineRecipe:
         self.refinees = {name: Refinee(students[name], adapters[name]) for name in self.names}
         self.run_dir = Path(config.output)
         self.step = 0
-        self.writer = None
+        self.metrics: MetricsLog | None = None
+        self.teacher_capture: Capture | None = None
         self.notes: list[str] = []
 
     def setup(self) -> None:
         config = self.config
         self.ctx: DistributedContext = init_distributed(config.device)
-        self.use_kl = "kl" in config.losses and self.teacher.mlm_head is not None
-        if "kl" in config.losses and not self.use_kl:
-            self.notes.append("the teacher has no MLM head: the KL loss on its MLM logits is left out")
-        if "attention" in config.losses:
-            for name, refinee in self.refinees.items():
-                if refinee.capture is None:
-                    self.notes.append(f"{name} has no attention layer: its attention-relation loss is left out")
+        self._choose_losses()
         if self.ctx.is_main:
             for note in self.notes:
                 print(f"note: {note}")
-        checkpoint = self._check_run_dir()
+        checkpoint = check_run_dir(self.run_dir, "refine_config.json", config.resume, holds="a refinement",
+                                   output="output")
         torch.manual_seed(config.seed)
         spec = CorpusSpec(config.train_files, config.validation_files, config.validation_fraction,
                           config.text_column, config.seq_len, config.max_train_sequences)
@@ -156,63 +162,58 @@ class RefineRecipe:
                                     self.ctx.world_size)
         self.masker = Masker(self.teacher.tokenizer, config.mlm_probability, config.whole_word_mask,
                              seed=config.seed * 1000 + self.ctx.rank)
-        device = self.ctx.device
         self.models, self.optimizers, self.schedulers = {}, {}, {}
-        warmup, total = config.warmup_steps, config.steps
         for name, refinee in self.refinees.items():
-            refinee.to(device).train()
+            refinee.to(self.ctx.device).train()
             self.models[name] = (DistributedDataParallel(refinee, find_unused_parameters=True)
                                  if self.ctx.enabled else refinee)
             optimizer = torch.optim.AdamW(refinee.parameters(), lr=config.lr, weight_decay=config.weight_decay)
             self.optimizers[name] = optimizer
-            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total - s) / max(1, total - warmup))))
-        last = self.teacher.encoder_layers[-1].attention.self
-        self.teacher_capture = Capture({"q": last.query, "k": last.key, "v": last.value})
+            self.schedulers[name] = warmup_linear(optimizer, config.warmup_steps, config.steps)
+        if "attention_qkv" in self.needs:
+            self.teacher_capture = teacher_capture(self.teacher)
         if checkpoint is not None:
             self._load(checkpoint)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "refine_config.json").write_text(json.dumps(asdict(config), indent=2))
-            from torch.utils.tensorboard import SummaryWriter
+            self.metrics = MetricsLog.open(self.run_dir)
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-
-    def _check_run_dir(self) -> Path | None:
-        config_file = self.run_dir / "refine_config.json"
-        if not config_file.exists():
-            return None
-        if not self.config.resume:
-            raise UserError(f"{self.run_dir} already holds a refinement; pass --resume to continue it or choose "
-                            f"another output")
-        return newest_checkpoint(self.run_dir)
-
-    @torch.no_grad()
-    def teacher_forward(self, ids: torch.Tensor, labels: torch.Tensor) -> dict:
-        out = self.teacher.model(input_ids=ids, output_hidden_states=True)
-        result = {"block_states": [out.hidden_states[i] for i in self.teacher.boundaries[1:]]}
-        if self.use_kl:
-            result["mlm_logits"] = self.teacher.mlm_head(out.last_hidden_state[labels != -100])  # (M, V)
-        config = self.teacher.config
-        result["qkv"] = {**self.teacher_capture.outputs, "heads": config.num_attention_heads,
-                         "head_dim": config.hidden_size // config.num_attention_heads}
-        return result
-
-    def _autocast(self):
-        if self.ctx.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+    def _choose_losses(self) -> None:
+        """Each student's losses from the registry, their weights and the teacher features they need; a loss whose
+        features the teacher or a student cannot give is left out there, with a note."""
+        kept = []
+        for name in self.config.losses:
+            loss = REFINE_LOSSES[name]
+            missing = loss.needs - teacher_provides(self.teacher)
+            if missing:
+                self.notes.append(f"the teacher has no {WITHOUT.get(min(missing), min(missing))}: the {loss.label} "
+                                  f"is left out")
+            else:
+                kept.append(name)
+        active = active_losses(kept)
+        self.weights = {name: REFINE_LOSSES[name].weight(self.config, active) for name in active}
+        self.needs = set().union(*(REFINE_LOSSES[name].needs for name in active))
+        for student, refinee in self.refinees.items():
+            for name in active:
+                loss = REFINE_LOSSES[name]
+                missing = loss.student_needs - refinee.provides
+                if not missing:
+                    refinee.losses[name] = loss
+                elif name in self.config.losses:
+                    self.notes.append(f"{student} has no {WITHOUT.get(min(missing), min(missing))}: its "
+                                      f"{loss.label} is left out")
 
     def train_step(self, step: int) -> dict[str, dict[str, float]]:
         _, rows = self.sampler.indices(step)
         ids, labels = self.masker.with_labels(self.data["train"][rows]["input_ids"])
         ids, labels = ids.to(self.ctx.device), labels.to(self.ctx.device)
         logged = {}
-        with self._autocast():
-            teacher_out = self.teacher_forward(ids, labels)
+        with autocast(self.ctx.device):
+            teacher_out = teacher_features(self.teacher, ids, labels, self.needs, self.teacher_capture)
             for name in self.names:
-                losses = self.models[name](ids, labels, teacher_out, self.config, self.use_kl)
-                total = total_loss(losses)
+                losses = self.models[name](ids, labels, teacher_out, self.config)
+                total = torch.stack([self.weights[key] * value for key, value in losses.items()]).sum()
                 total.backward()
                 if self.config.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(self.refinees[name].parameters(), self.config.max_grad_norm)
@@ -224,31 +225,23 @@ class RefineRecipe:
 
     def train(self) -> None:
         config = self.config
-        bar = tqdm(total=config.steps, initial=self.step, desc="refine", disable=not self.ctx.is_main,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=config.steps, initial=self.step, desc="refine", disable=not self.ctx.is_main,
+                           dynamic_ncols=True)
         started = time.perf_counter()
         while self.step < config.steps:
             logged = self.train_step(self.step)
             self.step += 1
             if self.ctx.is_main:
-                bar.update(1)
                 bar.set_postfix({name: f"{v['total']:.3f}" for name, v in logged.items()})
-                self._log(logged, time.perf_counter() - started)
+                bar.update(1)
+                scalars = {f"{name}/{key}": value for name, losses in logged.items() for key, value in losses.items()}
+                self.metrics.log(self.step, scalars, losses=logged, elapsed_s=time.perf_counter() - started)
             if self.step % config.save_every == 0 or self.step == config.steps:
                 self.save_checkpoint()
         bar.close()
 
-    def _log(self, logged: dict[str, dict[str, float]], elapsed: float) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as log:
-            log.write(json.dumps({"step": self.step, "losses": logged, "elapsed_s": elapsed}) + "\n")
-        for name, losses in logged.items():
-            for key, value in losses.items():
-                self.writer.add_scalar(f"{name}/{key}", value, self.step)
-
     def save_checkpoint(self) -> None:
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-               "masker": self.masker.state_dict()}
-        rng_states = self.ctx.all_gather_object(rng)
+        rng_states = self.ctx.all_gather_object(capture_rng(self.ctx.device, self.masker))
         if self.ctx.is_main:
             weights = {f"{name}/{k}": v for name in self.names for k, v in self.refinees[name].state_dict().items()}
             objects = {f"optimizer-{i}": self.optimizers[n].state_dict() for i, n in enumerate(self.names)}
@@ -276,18 +269,17 @@ class RefineRecipe:
         except (RuntimeError, KeyError, ValueError) as error:
             raise UserError(f"checkpoint {checkpoint} does not fit these students ({str(error).splitlines()[0]})") \
                 from None
-        rng = objects[f"rng-rank{self.ctx.rank}"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.masker.load_state_dict(rng["masker"])
+        restore_rng(objects[f"rng-rank{self.ctx.rank}"], self.masker)
         self.step = state["step"]
         if self.ctx.is_main:
             print(f"resuming refinement from {checkpoint} (step {self.step})")
 
     def cleanup(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        for capture in [self.teacher_capture] + [refinee.capture for refinee in self.refinees.values()]:
+            if capture is not None:
+                capture.remove()
 
 
 def refine(config: RefineConfig, teacher: Teacher, students: dict[str, NasbertForMaskedLM],

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nasbert.common.losses import masked_mse
+from nasbert.common.progress import progress_bar
 from nasbert.train_supernet.run import Run
 from search_space import Arch
 
@@ -33,7 +33,7 @@ def boundary_losses(run: Run, archs: list[Arch], batches: int = 4, batch_size: i
     ids = run.dev_ids[: batches * batch_size].to(run.device)
     states = [run.teacher.block_states(chunk) for chunk in ids.split(batch_size)]
     return {str(arch): np.mean([chained_losses(run, arch, s) for s in states], axis=0)
-            for arch in tqdm(archs, desc="re-checking", leave=False)}
+            for arch in progress_bar(archs, desc="re-checking", leave=False)}
 
 
 def recheck(run: Run, archs: list[Arch], batches: int = 4, batch_size: int = 32,

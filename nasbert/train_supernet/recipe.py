@@ -11,7 +11,6 @@ predict Y_n (MSE on real tokens). All blocks train in the same step. Rank 0 logs
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
 from contextlib import nullcontext
@@ -22,13 +21,22 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from nasbert.common.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from nasbert.common.checkpoint import load_checkpoint, save_checkpoint
 from nasbert.common.data import CorpusSpec, EpochSampler, build_corpus
 from nasbert.common.distributed import DistributedContext, cleanup_distributed, init_distributed
 from nasbert.common.losses import masked_mse
 from nasbert.common.masking import Masker
+from nasbert.common.progress import progress_bar
+from nasbert.common.recipe import (
+    MetricsLog,
+    autocast,
+    capture_rng,
+    check_run_dir,
+    refuse_changed_settings,
+    restore_rng,
+    warmup_linear,
+)
 from nasbert.common.teacher import load_teacher, teacher_space
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import RESUMABLE_CHANGES, TrainConfig
@@ -76,7 +84,7 @@ class SupernetRecipe:
         self.config = config
         self.run_dir = Path(config.output)
         self.step = 0
-        self.writer = None
+        self.metrics: MetricsLog | None = None
         self.path_sampler = lambda step: path_for_step(self.space, self.config.seed, step)
 
     # ---- setup ------------------------------------------------------------------------------------------
@@ -88,7 +96,9 @@ class SupernetRecipe:
         if not config.teacher:
             raise UserError("pass --teacher, a model folder or hub name")
         self.ctx: DistributedContext = init_distributed(config.device)
-        checkpoint = self._check_run_dir()
+        checkpoint = check_run_dir(
+            self.run_dir, "config.json", config.resume, refuse_foreign=True,
+            same_settings=lambda file: refuse_changed_settings(file, "train", asdict(config), RESUMABLE_CHANGES))
         torch.manual_seed(config.seed)
         self.teacher = load_teacher(config.teacher, config.num_blocks, self.ctx.device)
         self.space = teacher_space(self.teacher, tuple(config.widths) if config.widths else None)
@@ -122,17 +132,13 @@ class SupernetRecipe:
         self.model = (DistributedDataParallel(self.distiller, find_unused_parameters=True)
                       if self.ctx.enabled else self.distiller)
         self.optimizer = torch.optim.AdamW(self.supernet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        warmup, total = config.warmup_steps, self.total_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min((s + 1) / max(1, warmup), max(0.0, (total - s) / max(1, total - warmup))))
+        self.scheduler = warmup_linear(self.optimizer, config.warmup_steps, self.total_steps)
         if checkpoint is not None:
             self._load(checkpoint)
         elif self.ctx.is_main:
             self._write_config()
         if self.ctx.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self.metrics = MetricsLog.open(self.run_dir)
 
     def _make_shrinker(self) -> ProgressiveShrinker:
         config = self.config
@@ -141,27 +147,6 @@ class SupernetRecipe:
                               dev_batches=config.shrink_dev_batches)
         latency_fn = block_latency_function(config.latency_table, self.space) if config.latency_table else None
         return ProgressiveShrinker(self.space, shrink, latency_fn)
-
-    def _check_run_dir(self) -> Path | None:
-        """The checkpoint to resume from, if any; refuses to overwrite another run."""
-        config_file = self.run_dir / "config.json"
-        if not config_file.exists():
-            if self.run_dir.exists() and any(p.name != "tensorboard" for p in self.run_dir.iterdir()):
-                raise UserError(f"{self.run_dir} exists and is not a nasbert run; choose an empty or new --output")
-            return None
-        if not self.config.resume:
-            raise UserError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another "
-                            f"--output")
-        try:
-            saved = json.loads(config_file.read_text())["train"]
-        except (json.JSONDecodeError, KeyError):
-            raise UserError(f"{config_file} is corrupt; choose another --output") from None
-        mine = asdict(self.config)
-        for key, value in saved.items():
-            if key not in RESUMABLE_CHANGES and mine.get(key) != value:
-                raise UserError(f"--resume with {key}={mine.get(key)!r} but the run in {self.run_dir} used "
-                                f"{value!r}; resume with the same settings")
-        return newest_checkpoint(self.run_dir)
 
     def _write_config(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,11 +176,6 @@ class SupernetRecipe:
         _, rows = self.sampler.indices(step)
         return self.data["train"][rows]["input_ids"]
 
-    def _autocast(self):
-        if self.ctx.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
-
     def train_step(self, step: int) -> tuple[torch.Tensor, Arch]:
         """One optimizer step; returns the per-block losses (N,) averaged over accumulation, and the path."""
         arch = self.path_sampler(step)
@@ -206,7 +186,7 @@ class SupernetRecipe:
             ids = ids.to(self.ctx.device)
             if self.masker is not None:
                 ids = self.masker(ids.cpu()).to(self.ctx.device)
-            with self._autocast():
+            with autocast(self.ctx.device):
                 states = self.teacher.block_states(ids)
                 sync = i == len(micro_batches) - 1 or not self.ctx.enabled
                 context = self.model.no_sync() if not sync else nullcontext()
@@ -223,8 +203,8 @@ class SupernetRecipe:
 
     def train(self) -> None:
         config = self.config
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train-supernet", disable=not self.ctx.is_main,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc="train-supernet",
+                           disable=not self.ctx.is_main, dynamic_ncols=True)
         tokens_per_step = config.batch_size * config.seq_len
         started, window_steps = time.perf_counter(), 0
         while self.step < self.total_steps:
@@ -234,8 +214,8 @@ class SupernetRecipe:
                 self._check_same_path(arch)
             window_steps += 1
             if self.ctx.is_main:
-                bar.update(1)
                 bar.set_postfix(loss=f"{losses.sum().item():.4f}")
+                bar.update(1)
                 elapsed = time.perf_counter() - started
                 tokens_per_s = window_steps * tokens_per_step / max(elapsed, 1e-9)
                 self._log_train(losses, tokens_per_s)
@@ -271,14 +251,12 @@ class SupernetRecipe:
         state = self.ctx.broadcast_object(state)
         self.shrinker.load_state_dict(state)
         if self.ctx.is_main:
-            for n, counts in enumerate(self.shrinker.counts()):
-                for b, count in enumerate(counts):
-                    self.writer.add_scalar(f"shrink/block{n + 1}_bin{b + 1}", count, self.step)
-                self.writer.add_scalar(f"shrink/block{n + 1}_left", sum(counts), self.step)
-            self.writer.add_scalar("shrink/candidates_per_s", self.scorer.candidates_per_second, self.step)
-            with open(self.run_dir / "metrics.jsonl", "a") as log:
-                log.write(json.dumps({"step": self.step, "shrink_counts": self.shrinker.counts(),
-                                      "candidates_per_s": self.scorer.candidates_per_second}) + "\n")
+            counts, speed = self.shrinker.counts(), self.scorer.candidates_per_second
+            scalars = {f"shrink/block{n + 1}_bin{b + 1}": count for n, row in enumerate(counts)
+                       for b, count in enumerate(row)}
+            scalars |= {f"shrink/block{n + 1}_left": sum(row) for n, row in enumerate(counts)}
+            self.metrics.log(self.step, scalars | {"shrink/candidates_per_s": speed}, shrink_counts=counts,
+                             candidates_per_s=speed)
 
     def write_block_table(self) -> None:
         """block_losses.json: per block, the survivors (or a seeded sample) with params, FLOPs and dev loss."""
@@ -307,19 +285,13 @@ class SupernetRecipe:
         if len(set(paths)) > 1:
             raise RuntimeError(f"ranks sampled different paths at step {self.step}: {paths}")
         if self.ctx.is_main:
-            with open(self.run_dir / "metrics.jsonl", "a") as log:
-                log.write(json.dumps({"step": self.step, "paths_by_rank": paths}) + "\n")
+            self.metrics.log(self.step, paths_by_rank=paths)
 
     def _log_train(self, losses: torch.Tensor, tokens_per_s: float) -> None:
         lr = self.scheduler.get_last_lr()[0]
-        with open(self.run_dir / "metrics.jsonl", "a") as log:
-            log.write(json.dumps({"step": self.step, "train_loss_block": losses.tolist(), "lr": lr,
-                                  "tokens_per_s": tokens_per_s}) + "\n")
-        for n, loss in enumerate(losses.tolist()):
-            self.writer.add_scalar(f"train/loss_block{n + 1}", loss, self.step)
-        self.writer.add_scalar("train/loss_sum", losses.sum().item(), self.step)
-        self.writer.add_scalar("train/lr", lr, self.step)
-        self.writer.add_scalar("train/tokens_per_s", tokens_per_s, self.step)
+        scalars = {f"train/loss_block{n + 1}": loss for n, loss in enumerate(losses.tolist())}
+        scalars |= {"train/loss_sum": losses.sum().item(), "train/lr": lr, "train/tokens_per_s": tokens_per_s}
+        self.metrics.log(self.step, scalars, train_loss_block=losses.tolist(), lr=lr, tokens_per_s=tokens_per_s)
 
     # ---- evaluation ---------------------------------------------------------------------------------------
 
@@ -342,7 +314,7 @@ class SupernetRecipe:
         self.supernet.eval()
         for start in range(0, min(len(dev), self.config.eval_batches * batch), batch):
             ids = dev[start: start + batch]["input_ids"].to(self.ctx.device)
-            with self._autocast():
+            with autocast(self.ctx.device):
                 states = self.teacher.block_states(ids)
                 for name, arch in paths.items():
                     totals[name] += self.distiller(states, arch, None).float().cpu()
@@ -354,22 +326,14 @@ class SupernetRecipe:
         if not self.ctx.is_main:
             return
         mean = np.mean([losses for losses in dev.values()], axis=0)
-        for n, loss in enumerate(mean):
-            self.writer.add_scalar(f"dev/loss_block{n + 1}", float(loss), self.step)
-        for n, loss in enumerate(dev["teacher_shaped"]):
-            self.writer.add_scalar(f"dev/teacher_shaped_block{n + 1}", loss, self.step)
-        with open(self.run_dir / "metrics.jsonl", "a") as log:
-            log.write(json.dumps({"step": self.step, "dev_loss_block": mean.tolist(), "dev": dev}) + "\n")
+        scalars = {f"dev/loss_block{n + 1}": float(loss) for n, loss in enumerate(mean)}
+        scalars |= {f"dev/teacher_shaped_block{n + 1}": loss for n, loss in enumerate(dev["teacher_shaped"])}
+        self.metrics.log(self.step, scalars, dev_loss_block=mean.tolist(), dev=dev)
 
     # ---- checkpoints ------------------------------------------------------------------------------------
 
-    def _rng_state(self) -> dict:
-        return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "masker": self.masker.state_dict() if self.masker else None,
-                "cuda": torch.cuda.get_rng_state() if self.ctx.device.type == "cuda" else None}
-
     def save_checkpoint(self) -> None:
-        rng_states = self.ctx.all_gather_object(self._rng_state())
+        rng_states = self.ctx.all_gather_object(capture_rng(self.ctx.device, self.masker))
         if self.ctx.is_main:
             objects = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
             objects.update({f"rng-rank{r}": state for r, state in enumerate(rng_states)})
@@ -399,22 +363,15 @@ class SupernetRecipe:
             self.scheduler.load_state_dict(objects["scheduler"])
         except (RuntimeError, KeyError, ValueError) as error:
             raise UserError(f"checkpoint {checkpoint} does not fit this run ({str(error).splitlines()[0]})") from None
-        rng = objects[f"rng-rank{self.ctx.rank}"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if self.masker and rng["masker"]:
-            self.masker.load_state_dict(rng["masker"])
-        if rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"])
+        restore_rng(objects[f"rng-rank{self.ctx.rank}"], self.masker)
         self.step = state["step"]
         self.load_extra_state(state)
         if self.ctx.is_main:
             print(f"resuming from {checkpoint} (step {self.step})")
 
     def cleanup(self, completed: bool = True) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.metrics is not None:
+            self.metrics.close()
         cleanup_distributed(completed)
 
 
