@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -14,17 +16,19 @@ from nasbert.latency import (
     LatencyTableError,
     accuracy,
     fit_calibration,
+    machine,
     measure_model_ms,
     profile_space,
     sample_archs,
 )
 from nasbert.latency.lut import FAMILIES, Entry, op_family
-from nasbert.latency.measure import at_usual_speed
+from nasbert.latency.measure import UsualSpeed, at_usual_speed
 from nasbert.registration import save_student
 from nasbert.student import build_student
 from search_space import SearchSpace
 
 FAST = ["--min-run-time", "0.01", "--no-progress"]
+calibrate_module = importlib.import_module("nasbert.latency.calibrate")  # the package exports a function of this name
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +301,85 @@ def test_without_the_gauge_the_fast_phase_would_land_in_the_timing():
                             progress=False)
     assert result.unsteady == [0] and result.entries[0].median_ms == pytest.approx(7.5)
     assert result.rejected_count == result.timings_count == 4
+
+
+# ---- a busy machine is refused --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def strict(monkeypatch):
+    """The default behaviour: timings from a busy machine are refused (the suite itself allows them)."""
+    monkeypatch.delenv(machine.ALLOW_BUSY_ENV, raising=False)
+
+
+def _busy_after(monkeypatch, quiet_readings: int, load: float = 8.0) -> None:
+    """Fake the machine's load: idle for the first `quiet_readings` readings, then `load` cores' worth."""
+    calls = iter(range(10**6))
+    monkeypatch.setattr(machine, "runnable_elsewhere",
+                        lambda own_threads=0: 0.0 if next(calls) < quiet_readings else load)
+
+
+@pytest.mark.parametrize("quiet, message", [(0, "too busy to time a latency table"),
+                                            (5, "got busy while timing a latency table")])
+def test_profile_on_a_busy_machine_is_refused_and_writes_nothing(space_file, tmp_path, capsys, monkeypatch, strict,
+                                                                 quiet, message):
+    _busy_after(monkeypatch, quiet)
+    lut = tmp_path / "lut.json"
+    assert main(["latency", "profile", "--output", str(lut), "--space", str(space_file), "--threads", "1",
+                 "--seq-len", "16", *FAST]) == 2
+    err = one_sentence_error(capsys)
+    assert message in err and "want 8.0 of its" in err and "NASBERT_ALLOW_BUSY=1" in err
+    assert list(tmp_path.iterdir()) == [space_file]
+
+
+def test_allow_busy_keeps_the_table_with_a_warning(space_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(machine.ALLOW_BUSY_ENV, "1")
+    _busy_after(monkeypatch, 0)
+    lut = tmp_path / "lut.json"
+    assert main(["latency", "profile", "--output", str(lut), "--space", str(space_file), "--threads", "1",
+                 "--seq-len", "16", *FAST]) == 0
+    assert "warning: the machine is too busy" in capsys.readouterr().err and LatencyTable.load(lut)
+
+
+def test_a_calibration_of_85x_is_refused_and_the_table_kept(lut_file, table, capsys, monkeypatch, strict):
+    monkeypatch.setattr(machine, "runnable_elsewhere", lambda own_threads=0: 0.0)
+
+    def timed_85x_slow(table, archs, *args, **kwargs):  # what a busy machine measured in the reported case
+        entries = [Entry(85 * table.predict_ms(a, ("pooler",), calibrated=False), 0.0, 3) for a in archs]
+        return UsualSpeed(entries, 0.1, 3 * len(archs), 0, [], [0.0] * len(archs))
+
+    monkeypatch.setattr(calibrate_module, "measure_students", timed_85x_slow)
+    before = lut_file.read_bytes()
+    assert main(["latency", "calibrate", "--lut", str(lut_file), "--samples", "8", *FAST]) == 2
+    err = one_sentence_error(capsys)
+    factors = [float(x) for x in re.findall(r" x(\d+\.\d+)", err)]
+    assert "implausible factors" in err and "0.5-3.0x" in err and len(factors) == 4 and min(factors) > 50
+    assert lut_file.read_bytes() == before
+
+
+def test_rounds_that_disagree_or_a_slow_gauge_are_refused(strict):
+    check = machine.MachineCheck(threads=1, cores=2)
+    steady = UsualSpeed([Entry(1.0, 0.0, 1)], 0.10, 3, 0, [], [0.2], gauge_median_ms=0.11)
+    check.require_steady(steady, "a latency table")
+    with pytest.raises(machine.MachineBusyError, match="disagree by 700 %"):
+        check.require_steady(replace(steady, spreads=[7.0, 7.0, 0.1]), "a latency table")
+    with pytest.raises(machine.MachineBusyError, match="ran 2.5x slower"):
+        check.require_steady(replace(steady, gauge_median_ms=0.25), "a calibration")
+    check.readings = [0.0, 2.0, 2.0]  # two other runnable threads on two cores leave none for ours
+    with pytest.raises(machine.MachineBusyError, match="got busy while timing a calibration"):
+        check.require_steady(steady, "a calibration")
+
+
+def test_fewer_free_cores_than_threads_is_told(monkeypatch, capsys, strict):
+    monkeypatch.setattr(machine, "runnable_elsewhere", lambda own_threads=0: 0.0)
+    cores = machine.usable_cores()
+    machine.MachineCheck.before(cores + 1, "cpu", "a latency table", interval_s=0)
+    assert f"timing with {cores + 1} threads on {cores} usable core(s)" in capsys.readouterr().err
+    monkeypatch.setattr(machine, "runnable_elsewhere", lambda own_threads=0: 0.3)
+    machine.MachineCheck.before(cores, "cpu", "a latency table", interval_s=0)  # short of a core by 0.3: told
+    assert f"{cores - 0.3:.1f} of {cores} cores were free for {cores} timing threads" in capsys.readouterr().err
+
+
+def test_the_load_reading_does_not_count_this_process():
+    before = machine.runnable_elsewhere()
+    assert before is None or 0 <= before <= 4 * machine.usable_cores()

@@ -20,6 +20,7 @@ import torch
 from scipy.optimize import lsq_linear
 
 from nasbert.latency.lut import FAMILIES, Calibration, Conditions, Entry, LatencyTable
+from nasbert.latency.machine import MachineCheck, refuse_or_warn
 from nasbert.latency.measure import (
     SpeedGauge,
     UsualSpeed,
@@ -33,6 +34,7 @@ from nasbert.latency.measure import (
 from nasbert.student import build_student
 from search_space import Arch, SearchSpace
 
+PLAUSIBLE_FACTORS = (0.5, 3.0)  # a family's factor outside this range is refused (see check_plausible)
 PRIOR_WEIGHT = 0.1  # strength of the pull towards the common factor / constant 0, per unit of relative error
 STUDENT_HEADS = ("pooler",)  # what NasbertModel runs after the encoder
 
@@ -60,14 +62,16 @@ def current_conditions(table: LatencyTable) -> Conditions:
 
 
 def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0, rounds: int = 3,
-                     progress: bool = True, desc: str = "measuring") -> UsualSpeed:
+                     progress: bool = True, desc: str = "measuring", what: str = "student latencies") -> UsualSpeed:
     """Per arch, the median of `rounds` end-to-end timings of a NasbertModel under the table's conditions,
     taken at the speed the machine had when the table was profiled (its gauge reading, where it has one).
 
     The rounds are passes over all archs, so each student is timed at moments far apart; each timing builds
-    the student afresh (seeded), so 30 default-space students never sit in memory together.
+    the student afresh (seeded), so 30 default-space students never sit in memory together. Timings of
+    `what` ('a calibration') from a busy machine are refused (see `nasbert.latency.machine`).
     """
     cond = current_conditions(table)
+    machine = MachineCheck.before(cond.threads, cond.device, what)
     device, dtype = resolve_device(cond.device), resolve_dtype(cond.dtype)
     gauge = SpeedGauge(device, dtype, cond.threads)
     reference = gauge_reference_ms(table)
@@ -78,8 +82,10 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
         model = build_student(table.space, archs[n]).eval().to(device, dtype)
         return time_call(lambda: model(**inputs), cond.threads, min_run_time_s / rounds)
 
-    return at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress, desc=desc,
-                          unit="student")
+    timed = at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress, desc=desc,
+                           unit="student", machine=machine)
+    machine.require_steady(timed, what)
+    return timed
 
 
 def relative_errors_percent(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
@@ -118,10 +124,27 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
 
 def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0, rounds: int = 3,
               progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
-    """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`."""
+    """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`.
+
+    Refused, leaving `table` as it was, when the machine was busy or a factor is implausible."""
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating")
-    table.calibration = fit_calibration(table, archs, [e.median_ms for e in measured.entries], STUDENT_HEADS, seed)
-    table.calibration.fit.update({k: v for k, v in measured.to_json().items() if k != "gauge_reference_ms"})
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="calibrating",
+                                what="a calibration")
+    calibration = fit_calibration(table, archs, [e.median_ms for e in measured.entries], STUDENT_HEADS, seed)
+    check_plausible(calibration)
+    calibration.fit.update({k: v for k, v in measured.to_json().items() if k != "gauge_reference_ms"})
+    table.calibration = calibration
     table.validation = None  # figures of the old correction no longer describe the table
-    return table.calibration
+    return calibration
+
+
+def check_plausible(calibration: Calibration) -> None:
+    """Refuse factors outside PLAUSIBLE_FACTORS: whole students and the sum of their modules cannot differ that
+    much on one machine; such a fit comes from timings taken at another speed than the table's (a busy machine)."""
+    low, high = PLAUSIBLE_FACTORS
+    wild = {f: v for f, v in calibration.family_factor.items() if not low <= v <= high}
+    if wild:
+        factors = ", ".join(f"{f} x{v:.2f}" for f, v in wild.items())
+        refuse_or_warn(f"the calibration fitted implausible factors ({factors}; whole students run within "
+                       f"{low}-{high}x of their table sums): the students were timed on a busy machine or on "
+                       "another machine than the table's")

@@ -6,6 +6,9 @@ the device around every block, so asynchronous kernels are counted. Several roun
 in time and each beside a speed gauge, and the median of those taken at the machine's usual speed kept, so
 a burst of other work (slower) or of idle neighbours on the host (faster) lands neither in the table nor
 in a check of it. Search and export reuse `measure_model_ms` to re-measure winners.
+
+Timings from a busy machine are refused, not stored: see `nasbert.latency.machine` (NASBERT_ALLOW_BUSY=1
+keeps them, with a warning, on a machine that is noisy by nature).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import Entry
+from nasbert.latency.machine import MachineCheck
 
 T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -123,6 +127,7 @@ class UsualSpeed:
     rejected_count: int  # timings taken while the gauge read another speed
     unsteady: list[int]  # items with no timing at the usual speed (their median over all timings is used)
     spreads: list[float]  # per item, slowest / fastest kept round - 1
+    gauge_median_ms: float | None = None  # the median gauge reading of this run
 
     @property
     def repeatability_percent(self) -> float:
@@ -151,14 +156,15 @@ def speed_note(report: dict[str, Any]) -> str:
 
 def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: int, gauge: SpeedGauge,
                    reference_ms: float | None = None, max_passes: int | None = None, progress: bool = True,
-                   desc: str = "measuring", unit: str = "item") -> UsualSpeed:
+                   desc: str = "measuring", unit: str = "item", machine: MachineCheck | None = None) -> UsualSpeed:
     """Time every item `rounds` times at the machine's usual speed, in passes over all items.
 
     The gauge is read before and after each timing; a timing counts when both readings are within
     SPEED_TOLERANCE of `reference_ms` (default: the median of this run's readings, i.e. the speed the
     machine runs at most of the time). Passes go on, retiming only what still lacks rounds, up to
     `max_passes` (default 3 x rounds); an item that never ran at the usual speed gets the median of all
-    its timings and is listed in `unsteady`. Passes keep one item's rounds far apart in time.
+    its timings and is listed in `unsteady`. Passes keep one item's rounds far apart in time. With `machine`,
+    the other work on the machine is read before every timing (judged by `machine.require_steady`).
     """
     max_passes = max_passes or 3 * rounds
     taken: list[list[tuple[Entry, float, float]]] = [[] for _ in items]  # (timing, gauge before, gauge after)
@@ -179,6 +185,8 @@ def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: 
             if not wanting:
                 break
             for n in wanting:
+                if machine is not None:
+                    machine.sample()
                 before = gauge.read_ms()
                 entry = time_item(items[n])
                 taken[n].append((entry, before, gauge.read_ms()))
@@ -195,7 +203,9 @@ def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: 
             kept = [e for e, _, _ in timings]
         entries.append(typical(kept))
         spreads.append(max(e.median_ms for e in kept) / min(e.median_ms for e in kept) - 1)
-    return UsualSpeed(entries, ref, sum(map(len, taken)), rejected, unsteady, spreads)
+    readings = [g for timings in taken for _, *pair in timings for g in pair]
+    return UsualSpeed(entries, ref, sum(map(len, taken)), rejected, unsteady, spreads,
+                      float(np.median(readings)) if readings else None)
 
 
 def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.device | str = "cpu",
@@ -231,10 +241,13 @@ def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len:
     max_len = getattr(model.config, "max_position_embeddings", seq_len)
     if seq_len > max_len:
         raise UserError(f"seq len {seq_len} is longer than the model's max_position_embeddings {max_len}")
+    machine = MachineCheck.before(threads, device, "a measured latency")
     inputs = model_inputs(model.config.vocab_size, batch_size, seq_len, torch_device)
     gauge = SpeedGauge(torch_device, next(model.parameters()).dtype, threads)
-    return at_usual_speed([model], lambda m: time_call(lambda: m(**inputs), threads, min_run_time_s / rounds),
-                          rounds, gauge, gauge_reference_ms, progress=False)
+    timed = at_usual_speed([model], lambda m: time_call(lambda: m(**inputs), threads, min_run_time_s / rounds),
+                           rounds, gauge, gauge_reference_ms, progress=False, machine=machine)
+    machine.require_steady(timed, "a measured latency")
+    return timed
 
 
 def measure_model_ms(model: nn.Module, batch_size: int = 1, seq_len: int = 128, threads: int | None = None,
@@ -249,8 +262,10 @@ def load_student_folder(path: str | Path) -> nn.Module:
     """The model of an exported student folder (config.json + weights + code), as the class it was saved as."""
     import transformers
 
-    import nasbert  # noqa: F401  (registers the student with the Auto classes)
     from nasbert.modeling_nasbert import AUTO_CLASSES
+    from nasbert.registration import register_auto_classes
+
+    register_auto_classes()  # `import nasbert` alone no longer does
 
     path = Path(path)
     if not (path / "config.json").is_file():

@@ -20,6 +20,7 @@ from torch import nn
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
+from nasbert.latency.machine import MachineCheck
 from nasbert.latency.measure import SpeedGauge, at_usual_speed, fixed_threads, resolve_device, resolve_dtype, time_call
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
@@ -81,7 +82,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
 
     Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds taken at the machine's usual speed,
     in passes over all entries (see `at_usual_speed`); the median is kept. The gauge's usual reading is stored
-    (`profile.gauge_reference_ms`) so that later checks keep only timings taken at the same speed.
+    (`profile.gauge_reference_ms`) so that later checks keep only timings taken at the same speed. A busy
+    machine is refused (MachineBusyError, see `nasbert.latency.machine`) before and after timing.
     """
     if batch_size < 1 or seq_len < 1 or rounds < 1:
         raise UserError(f"batch size, seq len and rounds must be positive, got {batch_size}, {seq_len}, {rounds}")
@@ -92,6 +94,7 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
         raise UserError(f"--threads must be at least 1, got {threads}")
     torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     conditions = Conditions.current(device, threads, batch_size, seq_len, dtype)
+    machine = MachineCheck.before(conditions.threads, device, "a latency table")
     start = time.perf_counter()
     with fixed_threads(conditions.threads):
         torch.manual_seed(0)
@@ -101,7 +104,8 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
         gauge = SpeedGauge(torch_device, torch_dtype, conditions.threads)
         timed = at_usual_speed(list(calls), lambda name: time_call(calls[name], conditions.threads,
                                                                    min_run_time_s / rounds),
-                               rounds, gauge, progress=progress, desc="profiling", unit="entry")
+                               rounds, gauge, progress=progress, desc="profiling", unit="entry", machine=machine)
+    machine.require_steady(timed, "a latency table")
     measured = dict(zip(calls, timed.entries))
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}

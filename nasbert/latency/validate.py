@@ -4,7 +4,8 @@ Random students of the table's space (seeded; never the ones calibration was fit
 NasbertModel and timed end to end under the table's conditions. Reported for the raw sums and, when the
 table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau.
 Each student's time is the median of rounds taken at the speed the machine had when the table was profiled
-(timings the speed gauge places in another phase are retimed; how many is reported).
+(timings the speed gauge places in another phase are retimed; how many is reported). Figures from a
+busy machine are refused, not stored (see `nasbert.latency.machine`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time
     """Measure `samples` random students, disjoint from the calibration samples, against the predictions."""
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
-    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating")
+    measured = measure_students(table, archs, min_run_time_s, rounds, progress, desc="validating",
+                                what="validation figures")
     raw = [table.predict_ms(a, STUDENT_HEADS, calibrated=False) for a in archs]
     calibrated = ([table.predict_ms(a, STUDENT_HEADS, calibrated=True) for a in archs]
                   if table.calibration is not None else None)
