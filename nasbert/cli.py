@@ -1,7 +1,8 @@
-"""The `nasbert` command. Each stage registers a subcommand here; tools/*.py call the same functions.
+"""The `nasbert` command; `python tools/X.py` is `nasbert X`.
 
 Subcommands live in nasbert/commands/, one module per stage, and register themselves with `@command` from
-nasbert/commands/base.py, which also builds the parser and dispatches.
+nasbert/commands/base.py, which also builds the parser and dispatches. Only light modules load before a
+command runs: `nasbert --help` takes a fraction of a second.
 """
 
 from __future__ import annotations

@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasbert.commands.base import command
-from nasbert.common.distributed import cleanup_distributed
+from nasbert.commands.base import add_config_arguments, command, config_from_args
 from nasbert.errors import UserError
-from nasbert.export.config import LOSSES, RefineConfig
-from nasbert.export.inherit import INITS
-from nasbert.export.pipeline import ExportOptions, ExportRequest, export_students, requests_from_search
-from nasbert.train_supernet.run import load_run
-from search_space import Arch
+from nasbert.export.config import ExportOptions, RefineConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,44 +16,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--arch", help="the arch string of the student to export")
     which.add_argument("--search", help="a search.json: export the winner of every budget (or of --budget)")
     parser.add_argument("--budget", help="with --search: only this latency budget, e.g. 20ms")
-    parser.add_argument("--rank", type=int, default=1, help="with --search: the rank-th candidate (1 = the winner)")
+    parser.add_argument("--rank", type=int, default=1, help="with --search: the rank-th candidate (default 1, the "
+                        "winner)")
     parser.add_argument("--output", required=True, help="the student folder (or, for several, their parent)")
-    parser.add_argument("--init", choices=INITS, default="supernet", help="how the student's weights start")
-    parser.add_argument("--embedding-size", type=int, help="E of the factorised embeddings (default: the teacher's "
-                        "hidden size)")
-    parser.add_argument("--refine-steps", type=int, default=0, help="distillation steps from the teacher (0: none)")
-    parser.add_argument("--train-file", nargs="+", help="corpus for the refinement")
-    parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES), help="refinement losses")
-    parser.add_argument("--refine-batch-size", type=int, default=32)
-    parser.add_argument("--refine-lr", type=float, default=3e-4)
-    parser.add_argument("--refine-seq-len", type=int, default=128)
-    parser.add_argument("--save-every", type=int, default=500, help="refinement checkpoint interval")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted refinement (OUTPUT.refine/)")
-    parser.add_argument("--lut", help="latency table: the card gets the predicted latency, and latency is measured "
-                        "under the table's conditions")
-    parser.add_argument("--onnx", action="store_true", help="also write model.onnx, checked against PyTorch")
-    parser.add_argument("--no-measure", action="store_true", help="skip measuring the student's latency")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for the run's supernet and the refinement "
+                        "(default cpu)")
+    add_config_arguments(parser, ExportOptions, exclude=("refine",))
+    # 0 here (no refinement), where RefineConfig's own default is 1000 steps.
+    parser.add_argument("--refine-steps", type=int, default=0, help="distillation steps from the teacher after "
+                        "inheriting (default 0: none; needs --train-file)")
+    add_config_arguments(parser, RefineConfig, "refine-", exclude=("steps", "output", "seed", "device"),
+                         title="refinement (with --refine-steps)")
 
 
 @command("export", "extract students, inherit weights, refine them, write Hugging Face folders", add_arguments)
 def run(args: argparse.Namespace) -> int:
+    import nasbert
+    from nasbert.common.distributed import cleanup_distributed
+    from nasbert.export.pipeline import ExportRequest, export_students, requests_from_search
+    from nasbert.train_supernet.run import load_run
+    from search_space import Arch
+
+    nasbert.register_auto_classes()
     loaded = load_run(args.run, args.device)
     if args.arch:
         requests = [ExportRequest(Path(args.output).name, Arch.parse(args.arch))]
     else:
         requests = requests_from_search(args.search, args.budget, args.rank)
-    refine = None
-    if args.refine_steps:
-        if not args.train_file:
-            raise UserError("--refine-steps needs --train-file, the corpus to distil on")
-        refine = RefineConfig(train_files=args.train_file, output=str(args.output).rstrip("/") + ".refine",
-                              steps=args.refine_steps, batch_size=args.refine_batch_size, seq_len=args.refine_seq_len,
-                              lr=args.refine_lr, losses=args.losses, save_every=args.save_every, seed=args.seed,
-                              device=args.device, resume=args.resume)
-    options = ExportOptions(init=args.init, embedding_size=args.embedding_size, refine=refine, lut=args.lut,
-                            onnx=args.onnx, measure=not args.no_measure, seed=args.seed)
+    options = export_options(args)
     try:
         folders = export_students(loaded, requests, args.output, options)
     finally:
@@ -67,3 +52,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {folder}")
     print(f"fine-tune one with: nasbert finetune {folders[0]} --train-file train.tsv --validation-file dev.tsv")
     return 0
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """ExportOptions from the flags, with a RefineConfig when --refine-steps asks for a refinement."""
+    refine = None
+    if args.refine_steps:
+        if not args.refine_train_files:
+            raise UserError("--refine-steps needs --train-file, the corpus to distil on")
+        refine = config_from_args(args, RefineConfig, "refine-", steps=args.refine_steps, seed=args.seed,
+                                  output=str(args.output).rstrip("/") + ".refine", device=args.device)
+    return config_from_args(args, ExportOptions, refine=refine)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from nasbert.commands.base import command, load_space
+from nasbert.commands.base import SPACE_HELP, command, load_space
 from search_space import SearchSpace
 
 
 def _space_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", help="JSON file of SearchSpace fields (default: NAS-BERT's space)")
+    parser.add_argument("--space", help=SPACE_HELP)
 
 
 def _arch_arguments(parser: argparse.ArgumentParser) -> None:

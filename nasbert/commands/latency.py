@@ -10,24 +10,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from nasbert.commands.base import command, load_space
+from nasbert.commands.base import SPACE_HELP, command, load_space
 from nasbert.errors import UserError
-from nasbert.latency.calibrate import calibrate
-from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
-from nasbert.latency.measure import (
-    gauge_reference_ms,
-    load_student_folder,
-    measure_model_at_usual_speed,
-    speed_note,
-)
-from nasbert.latency.profile import profile_space
-from nasbert.latency.validate import plot_validation, report_lines, validate
-from search_space import SearchSpace
 
 
 def _check_positive(args: argparse.Namespace) -> None:
@@ -40,12 +26,16 @@ def _check_positive(args: argparse.Namespace) -> None:
 
 def _condition_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Device, threads, batch, seq len, dtype; without defaults they mean 'the table's'."""
-    parser.add_argument("--device", default="cpu" if defaults else None, help="cpu or cuda (default cpu)")
+    table = "" if defaults else "the table's, or "
+    parser.add_argument("--device", default="cpu" if defaults else None, help=f"cpu or cuda (default: {table}cpu)")
     parser.add_argument("--threads", type=int, default=None,
-                        help=f"torch intra-op threads (default: torch's, here {torch.get_num_threads()})")
-    parser.add_argument("--batch-size", type=int, default=1 if defaults else None, help="default 1")
-    parser.add_argument("--seq-len", type=int, default=128 if defaults else None, help="default 128")
-    parser.add_argument("--dtype", default="float32" if defaults else None, choices=["float32", "float16", "bfloat16"])
+                        help=f"torch intra-op threads (default: {table}torch's own, usually the physical cores)")
+    parser.add_argument("--batch-size", type=int, default=1 if defaults else None,
+                        help=f"sequences per forward (default: {table}1)")
+    parser.add_argument("--seq-len", type=int, default=128 if defaults else None,
+                        help=f"tokens per sequence (default: {table}128)")
+    parser.add_argument("--dtype", default="float32" if defaults else None, choices=["float32", "float16", "bfloat16"],
+                        help=f"weights and activations (default: {table}float32)")
 
 
 def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None:
@@ -57,24 +47,28 @@ def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _step(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text)
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="latency_command", required=True, metavar="STEP")
 
-    p = sub.add_parser("profile", help="time every module of the space on this device into a lookup table")
+    p = _step(sub, "profile", "time every module of the space on this device into a lookup table")
     p.add_argument("--output", required=True, help="where to write the table (JSON), e.g. lut.json")
-    p.add_argument("--space", help="JSON file of SearchSpace fields (default: NAS-BERT's space)")
+    p.add_argument("--space", help=SPACE_HELP)
     _condition_arguments(p, defaults=True)
     _timing_arguments(p, 0.9)
     p.set_defaults(latency_run=run_profile)
 
-    p = sub.add_parser("calibrate", help="fit a correction of the table on random students measured end to end")
+    p = _step(sub, "calibrate", "fit a correction of the table on random students measured end to end")
     p.add_argument("--lut", required=True, help="the table to calibrate (updated in place)")
     p.add_argument("--samples", type=int, default=30, help="random students to measure (default 30)")
     p.add_argument("--seed", type=int, default=1, help="seed of the students (default 1; validate uses 0)")
     _timing_arguments(p, 1.0)
     p.set_defaults(latency_run=run_calibrate)
 
-    p = sub.add_parser("validate", help="measure random students end to end and report the table's accuracy")
+    p = _step(sub, "validate", "measure random students end to end and report the table's accuracy")
     p.add_argument("--lut", required=True, help="the table to check (its figures are stored in it)")
     p.add_argument("--samples", type=int, default=30, help="random students to measure (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the students (default 0)")
@@ -82,14 +76,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     _timing_arguments(p, 1.0)
     p.set_defaults(latency_run=run_validate)
 
-    p = sub.add_parser("measure", help="measure an exported student folder end to end")
+    p = _step(sub, "measure", "measure an exported student folder end to end")
     p.add_argument("student", help="a student folder (config.json, model.safetensors, code)")
     p.add_argument("--lut", help="also print the table's prediction for it (and use the table's conditions)")
     _condition_arguments(p, defaults=False)
     _timing_arguments(p, 1.0)
     p.set_defaults(latency_run=run_measure)
 
-    p = sub.add_parser("predict", help="print the table's prediction for an arch")
+    p = _step(sub, "predict", "print the table's prediction for an arch")
     p.add_argument("arch", help="arch string, e.g. 256:M,F,S5,F,I,I/512:M,F,M,F,M,F/...")
     p.add_argument("--lut", required=True, help="the table")
     p.add_argument("--heads", nargs="*", default=["pooler"], help="heads to add (default: pooler, as NasbertModel)")
@@ -103,6 +97,9 @@ def run_latency(args: argparse.Namespace) -> int:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    from nasbert.latency.measure import speed_note
+    from nasbert.latency.profile import profile_space
+
     space = load_space(args.space)
     output = Path(args.output)
     if output.is_dir():
@@ -117,6 +114,10 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from nasbert.latency.calibrate import calibrate
+    from nasbert.latency.lut import LatencyTable
+    from nasbert.latency.measure import speed_note
+
     table = LatencyTable.load(args.lut)
     cal = calibrate(table, args.samples, args.seed, args.min_run_time, args.rounds,
                     progress=not args.no_progress)
@@ -130,6 +131,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from nasbert.latency.lut import LatencyTable
+    from nasbert.latency.validate import plot_validation, report_lines, validate
+
     table = LatencyTable.load(args.lut)
     if table.calibration is not None and args.seed == table.calibration.seed:
         print(f"note: seed {args.seed} is the calibration's; its students are skipped, so the samples stay disjoint")
@@ -148,44 +152,18 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_measure(args: argparse.Namespace) -> int:
-    table = LatencyTable.load(args.lut) if args.lut else None
-    if table is not None:
-        cond = table.conditions
-        asked = Conditions.current(args.device or cond.device, args.threads or cond.threads,
-                                   args.batch_size or cond.batch_size, args.seq_len or cond.seq_len,
-                                   args.dtype or cond.dtype)
-        table.require(asked)
-    else:
-        asked = Conditions.current(args.device or "cpu", args.threads, args.batch_size or 1, args.seq_len or 128,
-                                   args.dtype or "float32")
-    model = load_student_folder(args.student)
-    measured = measure_model_at_usual_speed(model, asked.batch_size, asked.seq_len, asked.threads, asked.device,
-                                            asked.dtype, args.min_run_time, args.rounds, gauge_reference_ms(table))
-    timing = measured.entries[0]
-    print(f"{args.student}: {timing.median_ms:.3f} ms median (IQR {timing.iqr_ms:.3f} ms, {timing.runs_count} runs) "
-          f"as {type(model).__name__}, {asked.describe()}")
-    print(measured.note())
-    config = model.config
-    if table is not None and getattr(config, "arch", None) is not None:
-        if not (config.embedding_projection and config.output_projection):
-            print("no prediction: the table's students always have the E->w and w->H projections, this one does not")
-            return 0
-        table.check_space(_space_of(table, config))
-        predicted = table.predict_ms(config.arch, MODEL_HEADS.get(type(model).__name__, ()))
-        error = (predicted - timing.median_ms) / timing.median_ms * 100
-        kind = "calibrated" if table.calibration is not None else "raw sum"
-        print(f"predicted {predicted:.3f} ms ({kind}), error {error:+.1f} %")
+    from nasbert.latency.students import measure_student
+
+    timing = measure_student(args.student, args.lut, args.device, args.threads, args.batch_size, args.seq_len,
+                             args.dtype, args.min_run_time, args.rounds)
+    for line in timing.report_lines():
+        print(line)
     return 0
 
 
-def _space_of(table: LatencyTable, config) -> SearchSpace:
-    """The table's space with the student's own sizes, so a student of another shape is refused."""
-    return replace(table.space, hidden_size=config.hidden_size, embedding_size=config.embedding_size,
-                   head_dim=config.head_dim, ffn_ratio=config.ffn_ratio, vocab_size=config.vocab_size,
-                   max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size)
-
-
 def run_predict(args: argparse.Namespace) -> int:
+    from nasbert.latency.lut import LatencyTable
+
     table = LatencyTable.load(args.lut)
     arch = table.space.validate(args.arch)
     raw = table.predict_ms(arch, args.heads, calibrated=False)

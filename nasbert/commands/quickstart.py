@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nasbert.commands.base import command, run_command
-from nasbert.quickstart.run import quickstart
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,5 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @command("quickstart", "run the whole pipeline on a generated teacher and corpus (no network, minutes)",
          add_arguments)
 def run(args: argparse.Namespace) -> int:
+    from nasbert.quickstart.run import quickstart
+
     quickstart(args.output, run_command, fast=args.fast)
     return 0

@@ -9,26 +9,18 @@ Packing leaves no padding in training batches. `.txt` files are read line by lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
 
+from nasbert.common.corpus import CorpusOptions
 from nasbert.errors import UserError
 
 _LOADERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"}
 
-
-@dataclass
-class CorpusSpec:
-    train_files: list[str]
-    validation_files: list[str] | None = None
-    validation_fraction: float = 0.05
-    text_column: str = "text"
-    seq_len: int = 128
-    max_train_sequences: int | None = None  # cap for quick runs
-    max_validation_sequences: int | None = 256
+# What build_corpus reads: the corpus fields, declared once in CorpusOptions (a config's `corpus_spec()`).
+CorpusSpec = CorpusOptions
 
 
 def _loader_for(files: list[str]) -> tuple[str, dict]:

@@ -1,42 +1,46 @@
-"""Stage 4's refinement options: RefineConfig and the refinement losses it may name."""
+"""Stage 4's options: ExportOptions, RefineConfig and the refinement losses it may name.
+
+Light (no torch): the command line imports it to build `--help`; each field's help is the flag's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nasbert.common.corpus import CorpusOptions
 from nasbert.common.losses import REFINE_LOSSES
 from nasbert.errors import UserError
 
+INITS = ("supernet", "etd-impt", "etd-rand", "scratch")  # how an exported student's weights start
 LOSSES = tuple(REFINE_LOSSES)  # the built-in refinement losses (the default); validation reads the live registry
 
 
 @dataclass
-class RefineConfig:
-    train_files: list[str] = field(default_factory=list)
-    output: str = ""  # work folder: checkpoints, tensorboard, metrics
-    steps: int = 1000
-    batch_size: int = 32
-    seq_len: int = 128
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_grad_norm: float = 1.0
-    losses: list[str] = field(default_factory=lambda: list(LOSSES))
-    kl_lambda: float = 0.5
-    temperature: float = 1.0
-    relation_heads: int | None = None
-    mlm_probability: float = 0.15
-    whole_word_mask: bool = False
-    validation_files: list[str] | None = None
-    validation_fraction: float = 0.05
-    text_column: str = "text"
-    max_train_sequences: int | None = None
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
+class RefineConfig(CorpusOptions):
+    """Refinement options; `nasbert export` makes a `--refine-*` flag of each field (or the flag its metadata names)."""
+
+    output: str = field(default="", metadata={"help": "work folder: checkpoints, tensorboard, metrics"})
+    steps: int = field(default=1000, metadata={"help": "distillation steps from the teacher"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per step, over all processes"})
+    lr: float = field(default=3e-4, metadata={"help": "peak learning rate (AdamW, warm-up then linear decay)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=100, metadata={"help": "steps of linear learning-rate warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
+    losses: list[str] = field(default_factory=lambda: list(LOSSES), metadata={
+        "flag": "losses", "choices": REFINE_LOSSES, "help": "refinement losses"})
+    kl_lambda: float = field(default=0.5, metadata={"help": "kl loss: (1 - lambda) mlm + lambda kl"})
+    temperature: float = field(default=1.0, metadata={"help": "kl loss: softmax temperature T (scaled by T^2)"})
+    relation_heads: int | None = field(default=None, metadata={
+        "help": "attention loss: relation heads (default: the gcd of the teacher's and the student's heads)"})
+    mlm_probability: float = field(default=0.15, metadata={"help": "mask this share of the tokens"})
+    whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words rather than single tokens"})
+    save_every: int = field(default=500, metadata={"flag": "save-every", "help": "refinement checkpoint interval"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept"})
+    log_every: int = field(default=10, metadata={"help": "training scalars every this many steps"})
+    seed: int = field(default=0, metadata={"help": "seed of the data order and masking"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    resume: bool = field(default=False, metadata={
+        "flag": "resume", "help": "continue an interrupted refinement (OUTPUT.refine/)"})
 
     def __post_init__(self) -> None:
         unknown = [loss for loss in self.losses if loss not in REFINE_LOSSES]
@@ -44,3 +48,26 @@ class RefineConfig:
             raise UserError(f"--losses takes some of {', '.join(REFINE_LOSSES)}, not {', '.join(unknown) or 'nothing'}")
         if self.steps <= 0:
             raise UserError("--refine-steps must be positive")
+
+
+@dataclass
+class ExportOptions:
+    """How students are built and written; `nasbert export` makes a flag of each field but `refine`."""
+
+    init: str = field(default="supernet", metadata={
+        "choices": INITS, "help": "how the student's weights start: supernet (exact extraction), etd-impt / etd-rand "
+                                  "(the teacher's layers by importance / at random) or scratch"})
+    embedding_size: int | None = field(default=None, metadata={
+        "help": "E of the factorised embeddings (default: the teacher's hidden size)"})
+    refine: RefineConfig | None = None  # distillation after inheriting (the --refine-* flags); None: none
+    lut: str | None = field(default=None, metadata={
+        "help": "latency table: the card gets the predicted latency, and latency is measured under the table's "
+                "conditions"})
+    onnx: bool = field(default=False, metadata={"help": "also write model.onnx, checked against PyTorch"})
+    measure: bool = field(default=True, metadata={"help": "skip measuring the student's latency"})
+    importance_batches: int = field(default=4, metadata={
+        "help": "batches of 8 dev sequences that score the teacher's heads and neurons (etd-impt, or a reduced "
+                "--embedding-size)"})
+    seed: int = field(default=0, metadata={
+        "help": "seed of the random parts (S ops, scratch, adapters) and of the refinement: exports are "
+                "reproducible"})

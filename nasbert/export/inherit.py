@@ -22,13 +22,12 @@ from torch import nn
 
 from nasbert.common.teacher import Teacher
 from nasbert.errors import UserError
+from nasbert.export.config import INITS
 from nasbert.modeling_nasbert import NasbertForMaskedLM
 from nasbert.student import EMBEDDING_KEYS, student_config, supernet_student_state
 from nasbert.train_supernet.etd import ImportanceOrder, copy_linear, head_rows, matching_head_dim
 from search_space import Arch, SearchSpace
 from supernet import Supernet
-
-INITS = ("supernet", "etd-impt", "etd-rand", "scratch")
 
 
 def embedding_dims(order: ImportanceOrder | None, hidden_size: int, embedding_size: int) -> torch.Tensor:

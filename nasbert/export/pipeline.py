@@ -19,7 +19,7 @@ import torch
 
 from nasbert.common.teacher import load_teacher
 from nasbert.errors import UserError
-from nasbert.export.config import RefineConfig
+from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_student, initial_adapters
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
@@ -66,18 +66,6 @@ def requests_from_search(path: str, budget: str | None, rank: int) -> list[Expor
                                        "conditions": data.get("conditions"),
                                        "block_weights": (data.get("block_weights") or {}).get("weights")}))
     return requests
-
-
-@dataclass
-class ExportOptions:
-    init: str = "supernet"
-    embedding_size: int | None = None
-    refine: RefineConfig | None = None
-    lut: str | None = None
-    onnx: bool = False
-    measure: bool = True
-    importance_batches: int = 4
-    seed: int = 0  # random parts (S ops, scratch, adapters) start from this seed: exports are reproducible
 
 
 def export_students(run: Run, requests: list[ExportRequest], output: str | Path, options: ExportOptions) -> list[Path]:

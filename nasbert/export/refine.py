@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nasbert.common.checkpoint import load_checkpoint, save_checkpoint
-from nasbert.common.data import CorpusSpec, EpochSampler, build_corpus
+from nasbert.common.data import EpochSampler, build_corpus
 from nasbert.common.distributed import DistributedContext, init_distributed
 from nasbert.common.losses import REFINE_LOSSES, DistillationLoss, active_losses
 from nasbert.common.masking import Masker
@@ -155,9 +155,7 @@ class RefineRecipe:
         checkpoint = check_run_dir(self.run_dir, "refine_config.json", config.resume, holds="a refinement",
                                    output="output")
         torch.manual_seed(config.seed)
-        spec = CorpusSpec(config.train_files, config.validation_files, config.validation_fraction,
-                          config.text_column, config.seq_len, config.max_train_sequences)
-        self.data = build_corpus(spec, self.teacher.tokenizer, config.seed)
+        self.data = build_corpus(config.corpus_spec(), self.teacher.tokenizer, config.seed)
         self.sampler = EpochSampler(len(self.data["train"]), config.batch_size, config.seed, self.ctx.rank,
                                     self.ctx.world_size)
         self.masker = Masker(self.teacher.tokenizer, config.mlm_probability, config.whole_word_mask,

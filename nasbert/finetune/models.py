@@ -48,7 +48,7 @@ def load_student(folder: Path, task: Task):
                                                               ignore_mismatched_sizes=True, **label_maps(task))
 
 
-def load_teacher(folder: Path, task: Task, tokenizer):
+def load_task_teacher(folder: Path, task: Task, tokenizer):
     """A frozen fine-tuned teacher for the task: same vocabulary, a trained head of the task's size and labels."""
     from transformers import AutoModelForSequenceClassification
 

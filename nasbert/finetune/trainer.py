@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from nasbert.errors import UserError
 from nasbert.finetune.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, FinetuneConfig
 from nasbert.finetune.metrics import metrics_function, resolve_metric
-from nasbert.finetune.models import check_model_folder, copy_code_files, load_student, load_teacher, load_tokenizer
+from nasbert.finetune.models import check_model_folder, copy_code_files, load_student, load_task_teacher, load_tokenizer
 from nasbert.finetune.task import encode, read_table, resolve_task, subsample
 
 
@@ -106,7 +106,8 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def validate(config: FinetuneConfig) -> None:
+def check_config(config: FinetuneConfig) -> None:
+    """Refuse impossible options with one sentence (a UserError) before anything is loaded."""
     checks = [(config.epochs > 0, "--epochs must be positive"), (config.lr > 0, "--lr must be positive"),
               (config.batch_size > 0, "--batch-size must be positive"),
               (config.max_seq_len is None or config.max_seq_len > 1, "--max-seq-len must be at least 2"),
@@ -155,7 +156,7 @@ def finetune(config: FinetuneConfig) -> dict[str, float]:
     from transformers import DataCollatorWithPadding, set_seed
 
     # Check everything a user can get wrong before anything is written.
-    validate(config)
+    check_config(config)
     model_dir = check_model_folder(config.model, "model")
     output = output_folder(config)
     files = {"training": config.train_file, "validation": config.validation_file}
@@ -166,7 +167,7 @@ def finetune(config: FinetuneConfig) -> dict[str, float]:
     tokenizer = load_tokenizer(model_dir, "model")
     teacher = None
     if config.teacher is not None:
-        teacher = load_teacher(check_model_folder(config.teacher, "teacher"), task, tokenizer)
+        teacher = load_task_teacher(check_model_folder(config.teacher, "teacher"), task, tokenizer)
     set_seed(config.seed)  # the new head's initial weights
     model = load_student(model_dir, task)
     max_positions = getattr(model.config, "max_position_embeddings", None) or 10**9

@@ -22,6 +22,7 @@ import torch
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable, op_family
+from nasbert.search.config import SearchConfig
 from nasbert.search.recheck import recheck
 from nasbert.search.required import top_k_requiring
 from nasbert.search.topk import BlockTable, StructureCosts, top_k
@@ -103,15 +104,16 @@ class SearchOutcome:
     block_weights: BlockWeights | None = None  # None: the plain sum
 
 
-def search(run: Run, budgets: list[tuple[float | None, int | None]], lut: LatencyTable | None, k: int = 100,
-           recheck_batches: int = 4, measure: int = 0, require_attention: bool = True,
-           weight_students: int = 200) -> SearchOutcome:
-    """Top-K per budget, re-checked and re-ranked; raises InfeasibleBudgetError (a UserError) for a budget
-    nothing fits. With `weight_students` > 0 (and a re-check) the approximated loss weighs each block by a
-    weight fitted on that many random chained students; 0 is NAS-BERT's plain sum. With `require_attention`
-    only students with at least one attention (M) layer compete. With `measure` > 0 (and a table for this
-    machine), the leaders of each latency budget are built and timed end to end, and the winner is the
-    best-ranked one whose measured latency fits the budget (see `confirm_by_measurement`)."""
+def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> SearchOutcome:
+    """Top-`config.top_k` per budget of `config.budgets()`, re-checked on `recheck_batches` and re-ranked; raises
+    InfeasibleBudgetError (a UserError) for a budget nothing fits. `lut` is the table loaded from `config.lut`.
+    With `weight_students` > 0 (and a re-check) the approximated loss weighs each block by a weight fitted on
+    that many random chained students; 0 is NAS-BERT's plain sum. Unless `allow_attention_free`, only students
+    with at least one attention (M) layer compete. With `measure` > 0 (and a table for this machine), the
+    leaders of each latency budget are built and timed end to end, and the winner is the best-ranked one whose
+    measured latency fits the budget (see `confirm_by_measurement`)."""
+    budgets, k, recheck_batches, measure = config.budgets(), config.top_k, config.recheck_batches, config.measure
+    require_attention, weight_students = not config.allow_attention_free, config.weight_students
     space = run.space
     if any(latency is not None for latency, _ in budgets) and lut is None:
         raise UserError("a latency budget needs a latency table: pass --lut lut.json (make one with "

@@ -1,4 +1,7 @@
-"""Stage 1's options: TrainConfig (everything needed to rebuild a run, stored as the run's config.json)."""
+"""Stage 1's options: TrainConfig (everything needed to rebuild a run, stored as the run's config.json).
+
+Light (no torch): the command line imports it to build `--help`; each field's help is the flag's.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nasbert.common.corpus import CorpusOptions
 from nasbert.errors import UserError
 
 INITS = ("random", "etd-impt", "etd-rand")
@@ -15,53 +19,64 @@ RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_every", "save_every", "keep_ch
 
 
 @dataclass
-class TrainConfig:
-    teacher: str = ""
-    train_files: list[str] = field(default_factory=list)
-    output: str = ""
-    validation_files: list[str] | None = None
-    validation_fraction: float = 0.05
-    text_column: str = "text"
-    seq_len: int = 128
-    max_train_sequences: int | None = None
-    max_validation_sequences: int | None = 256
-    num_blocks: int | None = None
-    widths: list[int] | None = None
-    init: str = "random"
-    importance_batches: int = 4
-    batch_size: int = 32  # sequences per optimizer step, over all processes and accumulation steps
-    grad_accum: int = 1
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None
-    epochs: float = 1.0
-    mlm_probability: float = 0.0
-    whole_word_mask: bool = False
+class TrainConfig(CorpusOptions):
+    """Every train-supernet option; `nasbert train-supernet` makes one flag of each field (its help is here)."""
+
+    teacher: str = field(default="", metadata={
+        "help": "teacher model folder or hub name (any BERT-like encoder; an MLM head is not needed)"})
+    output: str = field(default="", metadata={"help": "the run folder (config, checkpoints, tensorboard, metrics)"})
+    num_blocks: int | None = field(default=None, metadata={
+        "help": "student blocks; must divide the teacher's layers (default 4, or the largest divisor below)"})
+    widths: list[int] | None = field(default=None, metadata={
+        "help": "block widths of the space (default NAS-BERT's 128..512, those up to the teacher's hidden size)"})
+    init: str = field(default="random", metadata={
+        "choices": INITS, "help": "supernet initialisation: random, etd-impt (teacher weights by importance) or "
+                                  "etd-rand (teacher weights in a random order)"})
+    importance_batches: int = field(default=4, metadata={
+        "help": "batches of 8 sequences that score the teacher's heads and neurons for --init etd-impt"})
+    batch_size: int = field(default=32, metadata={
+        "help": "sequences per optimizer step, over all processes and accumulation steps"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps per optimizer step"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate (AdamW, warm-up then linear decay)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=100, metadata={"help": "steps of linear learning-rate warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0: no clipping)"})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "optimizer steps (default: --epochs over the corpus)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the corpus when --max-steps is not given"})
+    mlm_probability: float = field(default=0.0, metadata={
+        "help": "mask this share of the teacher's input tokens (0 = no masking; BERT uses 0.15)"})
+    whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words rather than single tokens"})
     # Share of steps in which block n >= 1 is fed the student's own (detached) block n-1 output on the same path
     # instead of the teacher's Y_{n-1}: blocks learn to take a student's upstream error, as they do when chained.
     # 0 is NAS-BERT (blocks trained on teacher inputs only).
-    chained_inputs: float = 0.0
-    eval_every: int = 200
-    eval_batches: int = 4
-    eval_paths: int = 4
-    save_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
+    chained_inputs: float = field(default=0.0, metadata={
+        "help": "share of steps whose blocks take the student's own upstream output instead of the teacher's "
+                "(0 = NAS-BERT; makes the sum of block losses track chained students better)"})
+    eval_every: int = field(default=200, metadata={"help": "dev block losses every this many steps"})
+    eval_batches: int = field(default=4, metadata={"help": "dev batches per evaluation"})
+    eval_paths: int = field(default=4, metadata={
+        "help": "seeded random paths evaluated besides the teacher-shaped one"})
+    save_every: int = field(default=500, metadata={"help": "checkpoint every this many steps"})
+    keep_checkpoints: int = field(default=3, metadata={"help": "newest checkpoints kept (older ones are deleted)"})
+    log_every: int = field(default=10, metadata={"help": "training scalars every this many steps"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, data order, paths and masking"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --output from its newest complete checkpoint"})
     # progressive shrinking (NAS-BERT's defaults for bins, candidates and keep)
-    shrink: bool = False
-    shrink_bins: int = 10
-    shrink_candidates: int = 2000
-    shrink_keep: int = 10
-    shrink_warmup_steps: int = 1000
-    shrink_every: int = 1000
-    shrink_dev_batches: int = 5
-    latency_table: str | None = None
-    candidates_per_block: int = 100  # block-loss table size without shrinking
+    shrink: bool = field(default=False, metadata={
+        "help": "NAS-BERT's progressive shrinking: drop the worse half of each block's candidates per size bin"})
+    shrink_bins: int = field(default=10, metadata={"help": "size bins per block (B)"})
+    shrink_candidates: int = field(default=2000, metadata={"help": "candidates scored per bin at a shrink point (E)"})
+    shrink_keep: int = field(default=10, metadata={"help": "candidates per bin where shrinking stops (m)"})
+    shrink_warmup_steps: int = field(default=1000, metadata={"help": "training steps before the first shrink point"})
+    shrink_every: int = field(default=1000, metadata={"help": "steps between shrink points"})
+    shrink_dev_batches: int = field(default=5, metadata={"help": "dev batches that score the candidates"})
+    latency_table: str | None = field(default=None, metadata={
+        "help": "latency table that sorts candidates into bins (default: FLOPs as a proxy)"})
+    candidates_per_block: int = field(default=100, metadata={
+        "help": "without --shrink: seeded candidates per block scored into block_losses.json"})
 
     def __post_init__(self) -> None:
         # Local paths are stored absolute, so search and export find them from any working directory.

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nasbert.common.checkpoint import load_checkpoint, save_checkpoint
-from nasbert.common.data import CorpusSpec, EpochSampler, build_corpus
+from nasbert.common.data import EpochSampler, build_corpus
 from nasbert.common.distributed import DistributedContext, cleanup_distributed, init_distributed
 from nasbert.common.losses import masked_mse
 from nasbert.common.masking import Masker
@@ -102,9 +102,7 @@ class SupernetRecipe:
         torch.manual_seed(config.seed)
         self.teacher = load_teacher(config.teacher, config.num_blocks, self.ctx.device)
         self.space = teacher_space(self.teacher, tuple(config.widths) if config.widths else None)
-        corpus = CorpusSpec(config.train_files, config.validation_files, config.validation_fraction,
-                            config.text_column, config.seq_len, config.max_train_sequences,
-                            config.max_validation_sequences)
+        corpus = config.corpus_spec()
         # Rank 0 tokenises first so the others read its cache.
         if not self.ctx.is_main:
             self.ctx.barrier()

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from nasbert.common.checkpoint import MODEL_FILE, newest_checkpoint
-from nasbert.common.data import CorpusSpec, build_corpus
+from nasbert.common.data import build_corpus
 from nasbert.common.teacher import Teacher, load_teacher
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import TrainConfig
@@ -50,10 +50,8 @@ class Run:
     @cached_property
     def dev_ids(self) -> torch.Tensor:
         """The run's validation sequences (S, T), rebuilt from its corpus settings (the datasets cache is reused)."""
-        c = self.config
-        spec = CorpusSpec(c.train_files, c.validation_files, c.validation_fraction, c.text_column, c.seq_len,
-                          c.max_train_sequences, c.max_validation_sequences)
-        return build_corpus(spec, self.teacher.tokenizer, c.seed)["validation"]["input_ids"]
+        corpus = build_corpus(self.config.corpus_spec(), self.teacher.tokenizer, self.config.seed)
+        return corpus["validation"]["input_ids"]
 
     @cached_property
     def block_table(self) -> dict:

@@ -1,6 +1,6 @@
 """Validate an arch string and print its size: the same as `nasbert arch`.
 
-    python tools/arch_info.py "256:M,F,S5,F,I,I/512:M,F,M,F,M,F/128:M,F,I,I,I,I/512:M,F,M,F,M,F"
+    python tools/arch.py "256:M,F,S5,F,I,I/512:M,F,M,F,M,F/128:M,F,I,I,I,I/512:M,F,M,F,M,F"
 """
 
 import sys

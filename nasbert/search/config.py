@@ -1,0 +1,55 @@
+"""Stage 3's options: SearchConfig (the budgets and how the winners are checked).
+
+Light (no torch): the command line imports it to build `--help`; each field's help is the flag's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nasbert.errors import UserError
+from nasbert.search.budget import parse_latency_ms, parse_params
+
+
+@dataclass
+class SearchConfig:
+    """Every search option; `nasbert search` makes one flag of each field."""
+
+    latency_budget: list[str] = field(default_factory=list, metadata={
+        "metavar": "BUDGET", "help": "one or more latency budgets with units: 20ms, 0.02s"})
+    params_budget: str | None = field(default=None, metadata={
+        "metavar": "COUNT", "help": "a parameter budget: 10M, 500k (with every latency budget, or alone)"})
+    lut: str | None = field(default=None, metadata={
+        "help": "latency table of the target device (`nasbert latency profile`)"})
+    top_k: int = field(default=100, metadata={"help": "candidates per budget re-checked as whole models"})
+    recheck_batches: int = field(default=4, metadata={"help": "dev batches for the re-check (0: skip it)"})
+    measure: int = field(default=3, metadata={
+        "metavar": "N", "help": "time up to N leaders per latency budget end to end (when the table is for this "
+                                "machine and settings) and make the best-ranked one that fits the winner; 0: trust "
+                                "the table"})
+    allow_attention_free: bool = field(default=False, metadata={
+        "help": "let students without any attention layer compete (by default every student has at least one: "
+                "without it a [CLS]-pooled head sees only a convolution's local window)"})
+    weight_students: int = field(default=200, metadata={
+        "metavar": "S", "help": "fit a weight per block of the approximated loss on S random students re-checked "
+                                "chained; 0, or --recheck-batches 0: NAS-BERT's plain sum of block losses"})
+    output: str = field(default="search.json", metadata={
+        "help": "results file (a Pareto plot is written beside it)"})
+    device: str = field(default="cpu", metadata={"help": "device for the re-check: cpu or cuda"})
+
+    def __post_init__(self) -> None:
+        self.budgets()  # a budget without a unit fails here, before any work
+        if self.top_k <= 0:
+            raise UserError("--top-k must be positive")
+        if self.measure < 0:
+            raise UserError("--measure must be 0 or more")
+        if self.weight_students < 0:
+            raise UserError("--weight-students must be 0 or more")
+
+    def budgets(self) -> list[tuple[float | None, int | None]]:
+        """(latency ms or None, params or None) per searched budget: each latency budget with the params budget."""
+        latency_budgets = [parse_latency_ms(b) for b in self.latency_budget]
+        params_budget = parse_params(self.params_budget) if self.params_budget else None
+        if not latency_budgets and params_budget is None:
+            raise UserError("give at least one budget: --latency-budget 20ms and/or --params-budget 10M")
+        return [(b, params_budget) for b in latency_budgets] or [(None, params_budget)]
