@@ -1,7 +1,8 @@
 """The standalone NAS-BERT student: a Hugging Face model for any arch of any NAS-BERT space.
 
 Imports only torch and transformers (and its own config beside it): this file is copied into every
-exported student folder and must run where nasbert is not installed.
+exported student folder and must run where nasbert is not installed. That is also why it is one file of
+~420 lines (transformers' one-file-per-model policy) rather than split.
 
 Shape of the network (B batch, T tokens, E embedding size, w_n width of block n, H hidden_size):
 
@@ -13,6 +14,9 @@ M (multi-head attention, w/head_dim heads), F (feed-forward, inner ffn_ratio*w),
 convolution: depthwise conv of kernel k over the sequence, GELU, pointwise w x w). Padding is masked in
 attention (keys) and in convolutions (padded positions are zeroed before every convolution), so a pad
 token changes no real token's output.
+
+`OP_CLASSES` maps an op family (an op's name without its kernel: S5 -> S) to its module, as
+`search_space.ops.FAMILIES` does for specs; this file keeps its own dict because it must stand alone.
 """
 
 from __future__ import annotations
@@ -61,7 +65,22 @@ class NasbertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))  # (B, T, E)
 
 
-class NasbertAttention(nn.Module):
+def split_op(op: str) -> tuple[str, int]:
+    """(family, kernel) of an op name: 'S5' -> ('S', 5), 'M' -> ('M', 0)."""
+    family = op.rstrip("0123456789")
+    return family, int(op[len(family):] or 0)
+
+
+class NasbertOp(nn.Module):
+    """A layer's op at width w: `forward(x, attn_mask, pad_mask)`, (B, T, w) -> (B, T, w)."""
+
+    @classmethod
+    def from_config(cls, config: NasbertConfig, op: str, width: int) -> NasbertOp:
+        """The module of op `op` (e.g. S5) at `width`; ops without a kernel take (config, width)."""
+        return cls(config, width)
+
+
+class NasbertAttention(NasbertOp):
     """Op M: multi-head self-attention at width w with w/head_dim heads."""
 
     def __init__(self, config: NasbertConfig, width: int):
@@ -82,11 +101,14 @@ class NasbertAttention(nn.Module):
         k = self.key(x).view(shape).transpose(1, 2)
         v = self.value(x).view(shape).transpose(1, 2)
         dropout = self.dropout_prob if self.training else 0.0
-        if getattr(self.config, "_attn_implementation", "sdpa") == "eager":
-            context = eager_attention(q, k, v, attn_mask, dropout, self.training)
-        else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        attention = ATTENTION_FUNCTIONS.get(getattr(self.config, "_attn_implementation", "sdpa"), sdpa_attention)
+        context = attention(q, k, v, attn_mask, dropout, self.training)  # (B, nh, T, hd)
         return self.output(context.transpose(1, 2).reshape(batch, seq_len, width))
+
+
+def sdpa_attention(q, k, v, attn_mask, dropout: float, training: bool) -> torch.Tensor:
+    """torch's fused scaled dot-product attention; `dropout` is already 0 outside training."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
 
 def eager_attention(q, k, v, attn_mask, dropout: float, training: bool) -> torch.Tensor:
@@ -98,7 +120,11 @@ def eager_attention(q, k, v, attn_mask, dropout: float, training: bool) -> torch
     return probs @ v  # (B, nh, T, hd)
 
 
-class NasbertFeedForward(nn.Module):
+# By config._attn_implementation, as transformers' BERT_SELF_ATTENTION_CLASSES; anything else runs SDPA.
+ATTENTION_FUNCTIONS = {"sdpa": sdpa_attention, "eager": eager_attention}
+
+
+class NasbertFeedForward(NasbertOp):
     """Op F: w -> ffn_ratio*w -> w."""
 
     def __init__(self, config: NasbertConfig, width: int):
@@ -111,13 +137,17 @@ class NasbertFeedForward(nn.Module):
         return self.output(self.act(self.intermediate(x)))
 
 
-class NasbertSepConv(nn.Module):
+class NasbertSepConv(NasbertOp):
     """Op S<k>: depthwise conv of kernel k over the sequence (no bias), GELU, pointwise w x w."""
 
     def __init__(self, config: NasbertConfig, width: int, kernel_size: int):
         super().__init__()
         self.depthwise = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width, bias=False)
         self.pointwise = nn.Linear(width, width)
+
+    @classmethod
+    def from_config(cls, config: NasbertConfig, op: str, width: int) -> NasbertSepConv:
+        return cls(config, width, split_op(op)[1])
 
     def forward(self, x, attn_mask=None, pad_mask=None):
         if pad_mask is not None:
@@ -126,14 +156,16 @@ class NasbertSepConv(nn.Module):
         return self.pointwise(F.gelu(y))
 
 
-def build_op(config: NasbertConfig, op: str, width: int) -> nn.Module:
-    if op == "M":
-        return NasbertAttention(config, width)
-    if op == "F":
-        return NasbertFeedForward(config, width)
-    if op.startswith("S") and op[1:].isdigit():
-        return NasbertSepConv(config, width, int(op[1:]))
-    raise ValueError(f"unknown op {op!r} in arch {config.arch!r}")
+# Op family -> module; a new op is one entry here (its other entries: see search_space/ops.py's docstring).
+OP_CLASSES: dict[str, type[NasbertOp]] = {"M": NasbertAttention, "F": NasbertFeedForward, "S": NasbertSepConv}
+
+
+def build_op(config: NasbertConfig, op: str, width: int) -> NasbertOp:
+    """The module of op `op` at `width`, from its family's entry in OP_CLASSES."""
+    family = split_op(op)[0]
+    if family not in OP_CLASSES:
+        raise ValueError(f"unknown op {op!r} in arch {config.arch!r}; op families are {', '.join(OP_CLASSES)}")
+    return OP_CLASSES[family].from_config(config, op, width)
 
 
 class NasbertLayer(nn.Module):
@@ -141,6 +173,7 @@ class NasbertLayer(nn.Module):
 
     def __init__(self, config: NasbertConfig, op: str, width: int):
         super().__init__()
+        self.family = split_op(op)[0]  # which op this layer runs, e.g. "M" (distillation losses look for it)
         self.op = build_op(config, op, width)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)

@@ -1,4 +1,5 @@
-"""Build standalone students from a space and an arch, and extract them exactly from a supernet."""
+"""Build standalone students from a space and an arch, and extract them exactly from a supernet
+(`Supernet.export_state` copies the weights; this file wraps them in a student model)."""
 
 from __future__ import annotations
 
@@ -33,40 +34,6 @@ def build_student(space: SearchSpace, arch: Arch | str, model_class: type[Nasber
 
 
 @torch.no_grad()
-def supernet_student_state(supernet: Supernet, arch: Arch | str) -> dict[str, torch.Tensor]:
-    """The encoder weights of `arch` as the student names them (`encoder.*`), copied out of the supernet.
-
-    Consecutive blocks meet through one fused projection: in_{n+1}(out_n(x)) = W x + b with
-    W = W_in W_out (w_{n+1} x w_n) and b = W_in b_out + b_in.
-    """
-    space = supernet.space
-    arch = space.validate(arch)
-    state: dict[str, torch.Tensor] = {}
-    h = space.hidden_size
-    for n, (block, block_arch) in enumerate(zip(supernet.blocks, arch)):
-        w = block_arch.width
-        w_in, b_in = block.in_proj.weight[:w, :h], block.in_proj.bias[:w]
-        if n > 0:
-            previous = supernet.blocks[n - 1]
-            w_prev = arch[n - 1].width
-            w_out, b_out = previous.out_proj.weight[:h, :w_prev], previous.out_proj.bias[:h]
-            w_in, b_in = w_in @ w_out, w_in @ b_out + b_in
-        prefix = f"encoder.blocks.{n}"
-        state[f"{prefix}.projection.weight"], state[f"{prefix}.projection.bias"] = w_in, b_in
-        for j, op in enumerate(block_arch.active_ops):
-            layer = block.layers[j]
-            for key, value in layer.ops[op].export(w).items():
-                state[f"{prefix}.layers.{j}.op.{key}"] = value
-            norm = layer.norms[f"{op}_{w}"]
-            state[f"{prefix}.layers.{j}.LayerNorm.weight"] = norm.weight
-            state[f"{prefix}.layers.{j}.LayerNorm.bias"] = norm.bias
-    last = supernet.blocks[-1]
-    state["encoder.output_projection.weight"] = last.out_proj.weight[:h, : arch[-1].width]
-    state["encoder.output_projection.bias"] = last.out_proj.bias[:h]
-    return {k: v.detach().clone().contiguous() for k, v in state.items()}
-
-
-@torch.no_grad()
 def extract_student(supernet: Supernet, arch: Arch | str, teacher_embeddings: nn.Module | None = None,
                     model_class: type[NasbertPreTrainedModel] = NasbertModel,
                     **config_overrides: Any) -> NasbertPreTrainedModel:
@@ -78,7 +45,7 @@ def extract_student(supernet: Supernet, arch: Arch | str, teacher_embeddings: nn
     space = supernet.space
     model = build_student(space, arch, model_class, **config_overrides)
     base = model.base_model
-    state = supernet_student_state(supernet, arch)
+    state = supernet.export_state(arch)
     if teacher_embeddings is not None:
         if space.embedding_dim != space.hidden_size:
             raise ValueError("the teacher's embeddings can only be inherited when embedding_size equals the "

@@ -1,7 +1,9 @@
-"""What can be built: op specs, block and model architectures, the NAS-BERT space, costs. Pure Python + numpy."""
+"""What can be built: op specs (the op registry), block and model architectures, the NAS-BERT space, costs.
+Pure Python + numpy."""
 
 from search_space.arch import Arch, ArchError, BlockArch
-from search_space.ops import OPS, OpSpec, get_op, register_op, sepconv_op
+from search_space.ops import FAMILIES, OPS, OpFamily, OpSpec, get_op, register_family, register_op, sepconv_op
 from search_space.space import SearchSpace
 
-__all__ = ["OPS", "Arch", "ArchError", "BlockArch", "OpSpec", "SearchSpace", "get_op", "register_op", "sepconv_op"]
+__all__ = ["FAMILIES", "OPS", "Arch", "ArchError", "BlockArch", "OpFamily", "OpSpec", "SearchSpace", "get_op",
+           "register_family", "register_op", "sepconv_op"]

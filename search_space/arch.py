@@ -13,9 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from search_space.ops import OPS
-
-_OP_NAME = re.compile(r"^(M|F|I|S[1-9][0-9]*)$")
+from search_space.ops import describe_op_names, is_identity, is_op_name
 
 
 class ArchError(ValueError):
@@ -36,10 +34,10 @@ class BlockArch:
         if not self.ops:
             raise ArchError("a block must have at least one layer")
         for op in self.ops:
-            if not isinstance(op, str) or not _OP_NAME.match(op):
-                raise ArchError(f"unknown op {op!r}; ops are M, F, S<kernel> (e.g. S3) and I")
-        first_identity = next((i for i, op in enumerate(self.ops) if op == "I"), len(self.ops))
-        if any(op != "I" for op in self.ops[first_identity:]):
+            if not is_op_name(op):
+                raise ArchError(f"unknown op {op!r}; ops are {describe_op_names()}")
+        first_identity = next((i for i, op in enumerate(self.ops) if is_identity(op)), len(self.ops))
+        if not all(is_identity(op) for op in self.ops[first_identity:]):
             raise ArchError(
                 f"identity before a non-identity op in block {self}: identities may only end a block"
             )
@@ -49,7 +47,7 @@ class BlockArch:
     @property
     def active_ops(self) -> tuple[str, ...]:
         """The ops that are built (identities dropped)."""
-        return tuple(op for op in self.ops if op != "I")
+        return tuple(op for op in self.ops if not is_identity(op))
 
     def __str__(self) -> str:
         return f"{self.width}:{','.join(self.ops)}"
@@ -136,7 +134,3 @@ class Arch:
     def num_layers(self) -> int:
         """Layers that are built (identities excluded)."""
         return sum(len(b.active_ops) for b in self.blocks)
-
-
-def known_op_names() -> list[str]:
-    return sorted(OPS)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from search_space.arch import Arch, ArchError, BlockArch
-from search_space.ops import get_op, sepconv_op
+from search_space.ops import FAMILIES, IDENTITY_NAME, get_op
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class SearchSpace:
     head_dim: int = 64
     ffn_ratio: int = 4
     kernels: tuple[int, ...] = (3, 5, 7)
+    families: tuple[str, ...] = ("M", "F", "S")  # op families (search_space.ops.FAMILIES); S takes the kernels
     hidden_size: int = 768
     vocab_size: int = 30522
     max_position_embeddings: int = 512
@@ -46,6 +47,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(sorted(int(w) for w in self.widths)))
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
+        object.__setattr__(self, "families", tuple(self.families))
         for name in ("num_blocks", "layers_per_block", "head_dim", "ffn_ratio", "hidden_size", "vocab_size",
                      "max_position_embeddings", "seq_len"):
             if int(getattr(self, name)) <= 0:
@@ -58,7 +60,14 @@ class SearchSpace:
         for k in self.kernels:
             if k <= 0 or k % 2 == 0:
                 raise ValueError(f"kernel {k} must be a positive odd number (convolutions keep the length)")
-        object.__setattr__(self, "_ops", ("M", "F") + tuple(sepconv_op(k).name for k in self.kernels))
+        for family in self.families:
+            if family not in FAMILIES or family == IDENTITY_NAME:
+                known = [f for f in FAMILIES if f != IDENTITY_NAME]
+                raise ValueError(f"op family {family!r} is not registered; known families are {known}")
+        ops = tuple(op for family in self.families for op in FAMILIES[family].op_names(self.kernels))
+        for op in ops:
+            get_op(op)  # registers S<k> for this space's kernels
+        object.__setattr__(self, "_ops", ops)
 
     # ---- construction -------------------------------------------------------------------------------
 
@@ -75,6 +84,7 @@ class SearchSpace:
         data.pop("_ops", None)
         data["widths"] = list(self.widths)
         data["kernels"] = list(self.kernels)
+        data["families"] = list(self.families)
         return data
 
     @classmethod

@@ -1,7 +1,15 @@
 """The weight-sharing supernet: elastic ops that slice shared weights, super blocks, the supernet."""
 
-from supernet.elastic import ElasticAttention, ElasticFeedForward, ElasticLinear, ElasticSepConv
-from supernet.supernet import SuperBlock, SuperLayer, Supernet, padding_masks
+from supernet.elastic import (
+    ELASTIC_OPS,
+    ElasticAttention,
+    ElasticFeedForward,
+    ElasticLinear,
+    ElasticOp,
+    ElasticSepConv,
+    elastic_op,
+)
+from supernet.supernet import SuperBlock, SuperLayer, Supernet, norm_key, padding_masks
 
-__all__ = ["ElasticAttention", "ElasticFeedForward", "ElasticLinear", "ElasticSepConv", "SuperBlock", "SuperLayer",
-           "Supernet", "padding_masks"]
+__all__ = ["ELASTIC_OPS", "ElasticAttention", "ElasticFeedForward", "ElasticLinear", "ElasticOp", "ElasticSepConv",
+           "SuperBlock", "SuperLayer", "Supernet", "elastic_op", "norm_key", "padding_masks"]

@@ -1,8 +1,10 @@
-"""Elastic ops: one module per op type holds the weights of its largest width; every smaller width uses
+"""Elastic ops: one module per op family holds the weights of its largest width; every smaller width uses
 the leading slices (`W[:out, :in]`, heads `[:w/head_dim]`, FFN neurons `[:ratio*w]`, channels `[:w]`).
 
 Slicing lives here and only here. Each op's `export(width)` returns the sliced weights under the names
 of the matching standalone student module (`nasbert/modeling_nasbert.py`), so extraction is a copy.
+`ELASTIC_OPS` maps an op family (the key of `search_space.ops.FAMILIES`) to its module, which builds itself
+for a space with `from_space(space, op)`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from search_space import SearchSpace, get_op
 
 
 class ElasticLinear(nn.Module):
@@ -35,16 +39,33 @@ def _prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return {f"{prefix}.{k}": v for k, v in state.items()}
 
 
-class ElasticAttention(nn.Module):
+class ElasticOp(nn.Module):
+    """An op's shared weights at the space's largest width: `forward(x, attn_mask, pad_mask)` at x's width,
+    `export(width)` the student module's weights at that width."""
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, op: str) -> ElasticOp:
+        """The module of op `op` (e.g. S5) for `space`'s largest width."""
+        raise NotImplementedError
+
+    def export(self, width: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ElasticAttention(ElasticOp):
     """Op M at width w: w/head_dim heads of head_dim; heads are leading slices of the q/k/v outputs."""
 
-    def __init__(self, max_width: int, head_dim: int, ffn_ratio: int = 4, kernel_size: int = 0):
+    def __init__(self, max_width: int, head_dim: int):
         super().__init__()
         self.head_dim = head_dim
         self.query = ElasticLinear(max_width, max_width)
         self.key = ElasticLinear(max_width, max_width)
         self.value = ElasticLinear(max_width, max_width)
         self.output = ElasticLinear(max_width, max_width)
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, op: str) -> ElasticAttention:
+        return cls(space.max_width, space.head_dim)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, pad_mask: torch.Tensor | None) -> torch.Tensor:
         batch, seq_len, width = x.shape
@@ -62,14 +83,18 @@ class ElasticAttention(nn.Module):
         return state
 
 
-class ElasticFeedForward(nn.Module):
+class ElasticFeedForward(ElasticOp):
     """Op F at width w: the first ratio*w neurons of the largest FFN."""
 
-    def __init__(self, max_width: int, head_dim: int = 64, ffn_ratio: int = 4, kernel_size: int = 0):
+    def __init__(self, max_width: int, ffn_ratio: int):
         super().__init__()
         self.ffn_ratio = ffn_ratio
         self.intermediate = ElasticLinear(max_width, ffn_ratio * max_width)
         self.output = ElasticLinear(ffn_ratio * max_width, max_width)
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, op: str) -> ElasticFeedForward:
+        return cls(space.max_width, space.ffn_ratio)
 
     def forward(self, x: torch.Tensor, attn_mask=None, pad_mask=None) -> torch.Tensor:
         width = x.shape[-1]
@@ -81,15 +106,19 @@ class ElasticFeedForward(nn.Module):
                 **_prefixed("output", self.output.export(inner, width))}
 
 
-class ElasticSepConv(nn.Module):
+class ElasticSepConv(ElasticOp):
     """Op S<k> at width w: the first w channels of a depthwise conv (no bias), GELU, pointwise w x w."""
 
-    def __init__(self, max_width: int, head_dim: int = 64, ffn_ratio: int = 4, kernel_size: int = 3):
+    def __init__(self, max_width: int, kernel_size: int):
         super().__init__()
         self.kernel_size = kernel_size
         self.depthwise_weight = nn.Parameter(torch.empty(max_width, 1, kernel_size))  # (C, 1, k) as Conv1d's
         nn.init.normal_(self.depthwise_weight, std=0.02)
         self.pointwise = ElasticLinear(max_width, max_width)
+
+    @classmethod
+    def from_space(cls, space: SearchSpace, op: str) -> ElasticSepConv:
+        return cls(space.max_width, get_op(op).kernel_size)
 
     def forward(self, x: torch.Tensor, attn_mask=None, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
         width = x.shape[-1]
@@ -103,16 +132,12 @@ class ElasticSepConv(nn.Module):
                                                                                self.pointwise.export(width, width))}
 
 
-def elastic_op_class(op: str) -> type[nn.Module]:
-    """The elastic module class for an op name (M, F, S<k>)."""
-    if op == "M":
-        return ElasticAttention
-    if op == "F":
-        return ElasticFeedForward
-    if op.startswith("S") and op[1:].isdigit():
-        return ElasticSepConv
-    raise KeyError(f"no elastic module for op {op!r}")
+ELASTIC_OPS: dict[str, type[ElasticOp]] = {"M": ElasticAttention, "F": ElasticFeedForward, "S": ElasticSepConv}
 
 
-def kernel_of(op: str) -> int:
-    return int(op[1:]) if op.startswith("S") else 0
+def elastic_op(space: SearchSpace, op: str) -> ElasticOp:
+    """The elastic module of op `op` (M, F, S5, ...) for `space`, from its family's entry in ELASTIC_OPS."""
+    family = get_op(op).family
+    if family not in ELASTIC_OPS:
+        raise KeyError(f"op family {family!r} has no elastic module; known are {', '.join(ELASTIC_OPS)}")
+    return ELASTIC_OPS[family].from_space(space, op)

@@ -4,8 +4,9 @@ Super block n maps the teacher's hidden states (B, T, H) to (B, T, H):
 
     in_proj[:w, :H] -> (B, T, w) -> layers, each LayerNorm_{op,w}(x + op_w(x)) -> out_proj[:H, :w] -> (B, T, H)
 
-Per layer position there is one elastic module per op type; LayerNorms are kept per (op, width).
-The active-path API follows once-for-all: `set_active_arch`, `sample_active_arch`, `get_active_arch`.
+Per layer position there is one elastic module per op; LayerNorms are kept per (op, width).
+The active-path API follows once-for-all: `set_active_arch`, `sample_active_arch`, `get_active_arch`, and
+`export_state(arch)` (OFA's `get_active_subnet`) copies a student's weights out under the student's names.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import torch
 from torch import nn
 
 from search_space import Arch, BlockArch, SearchSpace
-from supernet.elastic import ElasticLinear, elastic_op_class, kernel_of
+from supernet.elastic import ElasticLinear, elastic_op
 
 
+# Duplicated by design (the student file stands alone); tests/test_ops.py checks that both agree.
+# Copied from nasbert.modeling_nasbert.padding_masks
 def padding_masks(attention_mask: torch.Tensor | None, dtype: torch.dtype):
     """(mask for attention (B, 1, 1, T) bool, mask for convolutions (B, T, 1)); both None without padding."""
     if attention_mask is None or bool(attention_mask.all()):
@@ -27,14 +30,11 @@ def padding_masks(attention_mask: torch.Tensor | None, dtype: torch.dtype):
 
 
 class SuperLayer(nn.Module):
-    """One layer position: every op type at its largest width, and a LayerNorm per (op, width)."""
+    """One layer position: every op of the space at its largest width, and a LayerNorm per (op, width)."""
 
     def __init__(self, space: SearchSpace, layer_norm_eps: float = 1e-12):
         super().__init__()
-        self.ops = nn.ModuleDict({
-            op: elastic_op_class(op)(space.max_width, space.head_dim, space.ffn_ratio, kernel_of(op))
-            for op in space.ops
-        })
+        self.ops = nn.ModuleDict({op: elastic_op(space, op) for op in space.ops})
         self.norms = nn.ModuleDict({
             norm_key(op, w): nn.LayerNorm(w, eps=layer_norm_eps) for op in space.ops for w in space.widths
         })
@@ -45,6 +45,7 @@ class SuperLayer(nn.Module):
 
 
 def norm_key(op: str, width: int) -> str:
+    """The key of op `op`'s LayerNorm at `width` in `SuperLayer.norms`."""
     return f"{op}_{width}"
 
 
@@ -111,3 +112,37 @@ class Supernet(nn.Module):
 
     def block_parameters(self, n: int) -> list[nn.Parameter]:
         return list(self.blocks[n].parameters())
+
+    # ---- extraction -------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def export_state(self, arch: Arch | str) -> dict[str, torch.Tensor]:
+        """The encoder weights of `arch` as the student names them (`encoder.*`), copied out.
+
+        Consecutive blocks meet through one fused projection: in_{n+1}(out_n(x)) = W x + b with
+        W = W_in W_out (w_{n+1} x w_n) and b = W_in b_out + b_in.
+        """
+        arch = self.space.validate(arch)
+        state: dict[str, torch.Tensor] = {}
+        h = self.space.hidden_size
+        for n, (block, block_arch) in enumerate(zip(self.blocks, arch)):
+            w = block_arch.width
+            w_in, b_in = block.in_proj.weight[:w, :h], block.in_proj.bias[:w]
+            if n > 0:
+                previous = self.blocks[n - 1]
+                w_prev = arch[n - 1].width
+                w_out, b_out = previous.out_proj.weight[:h, :w_prev], previous.out_proj.bias[:h]
+                w_in, b_in = w_in @ w_out, w_in @ b_out + b_in
+            prefix = f"encoder.blocks.{n}"
+            state[f"{prefix}.projection.weight"], state[f"{prefix}.projection.bias"] = w_in, b_in
+            for j, op in enumerate(block_arch.active_ops):
+                layer = block.layers[j]
+                for key, value in layer.ops[op].export(w).items():
+                    state[f"{prefix}.layers.{j}.op.{key}"] = value
+                norm = layer.norms[norm_key(op, w)]
+                state[f"{prefix}.layers.{j}.LayerNorm.weight"] = norm.weight
+                state[f"{prefix}.layers.{j}.LayerNorm.bias"] = norm.bias
+        last = self.blocks[-1]
+        state["encoder.output_projection.weight"] = last.out_proj.weight[:h, : arch[-1].width]
+        state["encoder.output_projection.bias"] = last.out_proj.bias[:h]
+        return {k: v.detach().clone().contiguous() for k, v in state.items()}

@@ -21,7 +21,7 @@ from nasbert.latency import (
     profile_space,
     sample_archs,
 )
-from nasbert.latency.lut import FAMILIES, Entry, op_family
+from nasbert.latency.lut import Entry, op_family
 from nasbert.latency.measure import UsualSpeed, at_usual_speed
 from nasbert.registration import save_student
 from nasbert.student import build_student
@@ -164,7 +164,7 @@ def test_calibration_recovers_a_known_correction_and_round_trips(space, table, l
     measured = []
     for arch in archs:
         parts = table.components_ms(arch, ("pooler",))
-        measured.append(parts["embeddings"] + parts["heads"] + 0.05 + sum(truth[f] * parts[f] for f in FAMILIES))
+        measured.append(parts["embeddings"] + parts["heads"] + 0.05 + sum(truth[f] * parts[f] for f in table.families))
     cal = fit_calibration(table, archs, measured, ("pooler",), seed=1)
     assert cal.fit["fit_mape_percent"] < 0.5
     # the projections' sum barely varies in the tiny space (the constant can absorb it); the layers' does

@@ -1,13 +1,13 @@
 """Initialise an exported student: from the supernet, from the teacher (ETD-Impt / ETD-Rand), or from scratch.
 
-- supernet:  exact extraction (`nasbert.student.supernet_student_state`); with E = H the student computes the
-             chained supernet blocks after the teacher's own embeddings.
+- supernet:  exact extraction (`Supernet.export_state`); with E = H the student computes the chained supernet
+             blocks after the teacher's own embeddings.
 - etd-impt / etd-rand: ETD from the teacher. Student layer j of block n (d real ops in the block, k teacher
-             layers per block) maps to teacher layer n*k + floor(j*k/d): an M takes that layer's attention
-             (its most important w/head_dim heads), an F its feed-forward (its 4w most important neurons);
-             every block keeps the teacher's first w hidden dimensions by importance, so consecutive blocks share
-             leading dimensions and the projections start as selections. S ops have no teacher counterpart and
-             start at random.
+             layers per block) maps to teacher layer n*k + floor(j*k/d) and starts from it by its family's rule in
+             `etd.TEACHER_COPY`: an M takes that layer's attention (its most important w/head_dim heads), an F its
+             feed-forward (its 4w most important neurons); every block keeps the teacher's first w hidden
+             dimensions by importance, so consecutive blocks share leading dimensions and the projections start as
+             selections. Ops without a rule (S) have no teacher counterpart and start at random.
 - scratch:   the Hugging Face initialisation, the baseline.
 
 In every init but scratch, embeddings keep E of the teacher's hidden dimensions (all of them when E = H, in
@@ -20,12 +20,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasbert.common.teacher import Teacher
+from nasbert.common.teacher import Teacher, TeacherEmbeddings, TeacherMLMHead
 from nasbert.errors import UserError
 from nasbert.export.config import INITS
 from nasbert.modeling_nasbert import NasbertForMaskedLM
-from nasbert.student import EMBEDDING_KEYS, student_config, supernet_student_state
-from nasbert.train_supernet.etd import ImportanceOrder, copy_linear, head_rows, matching_head_dim
+from nasbert.student import student_config
+from nasbert.train_supernet.etd import (
+    ImportanceOrder,
+    Selection,
+    copy_norm,
+    head_rows,
+    matching_head_dim,
+    teacher_copy,
+)
 from search_space import Arch, SearchSpace
 from supernet import Supernet
 
@@ -40,7 +47,7 @@ def embedding_dims(order: ImportanceOrder | None, hidden_size: int, embedding_si
 
 
 @torch.no_grad()
-def build_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teacher, *,
+def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teacher, *,
                   supernet: Supernet | None = None, order: ImportanceOrder | None = None,
                   teacher_mlm_head: nn.Module | None = None, embedding_size: int | None = None,
                   **config_overrides) -> NasbertForMaskedLM:
@@ -62,12 +69,8 @@ def build_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teac
     if init.startswith("etd") and order is None:
         raise ValueError("ETD init needs an importance (or random) order")
     dims = embedding_dims(order, hidden, e)
-    state = supernet_student_state(supernet, arch) if init == "supernet" else _etd_state(space, arch, teacher, order)
-    # Embeddings: the teacher's, reduced to the kept dims.
-    teacher_embeddings = teacher.embeddings.state_dict()
-    for key in EMBEDDING_KEYS:
-        value = teacher_embeddings[key]
-        state[f"embeddings.{key}"] = (value[..., dims] if value.ndim > 1 else value[dims]).clone()
+    state = supernet.export_state(arch) if init == "supernet" else _etd_state(space, arch, teacher, order)
+    state.update(_embedding_state(teacher.embedding_parts, dims, space))
     # The first projection reads the kept dims only: columns of the H-wide projection at those dims.
     if init == "supernet":
         state["encoder.blocks.0.projection.weight"] = state["encoder.blocks.0.projection.weight"][:, dims].clone()
@@ -81,9 +84,23 @@ def build_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teac
         raise RuntimeError(f"inheritance produced names the student does not have: {sorted(missing)[:5]}")
     model.nasbert.load_state_dict(state, strict=False)
     if teacher_mlm_head is not None:
-        _inherit_mlm_head(model, teacher_mlm_head, dims)
+        _inherit_mlm_head(model, teacher.mlm_head_parts(teacher_mlm_head), dims)
     model.tie_weights()
     return model
+
+
+def _embedding_state(parts: TeacherEmbeddings, dims: torch.Tensor, space: SearchSpace) -> dict[str, torch.Tensor]:
+    """The student's embeddings (its names) from the teacher's, reduced to the kept dims; positions from the
+    teacher's row of position 0 on; a teacher without token types gives zero token-type embeddings."""
+    offset = parts.position_offset
+    token_type = (parts.token_type.weight if parts.token_type is not None
+                  else torch.zeros(space.type_vocab_size, parts.word.weight.shape[1]))
+    weights = {"word_embeddings.weight": parts.word.weight,
+               "position_embeddings.weight": parts.position.weight[offset: offset + space.max_position_embeddings],
+               "token_type_embeddings.weight": token_type,
+               "LayerNorm.weight": parts.norm.weight, "LayerNorm.bias": parts.norm.bias}
+    return {f"embeddings.{key}": (value[..., dims] if value.ndim > 1 else value[dims]).clone()
+            for key, value in weights.items()}
 
 
 def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: ImportanceOrder) -> dict[str, torch.Tensor]:
@@ -97,18 +114,14 @@ def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: Importan
         ops = block_arch.active_ops
         for j, (layer, op) in enumerate(zip(block.layers, ops)):
             t = n * k + (j * k) // len(ops)
-            source = teacher.encoder_layers[t]
-            if op == "M":
-                rows = head_rows(order.heads[t], teacher_head_dim)[:w]
-                for name in ("query", "key", "value"):
-                    copy_linear(getattr(layer.op, name), getattr(source.attention.self, name), rows, dims)
-                copy_linear(layer.op.output, source.attention.output.dense, dims, rows)
-                _copy_norm(layer.LayerNorm, source.attention.output.LayerNorm, dims)
-            elif op == "F":
-                neurons = order.neurons[t][: space.ffn_ratio * w]
-                copy_linear(layer.op.intermediate, source.intermediate.dense, neurons, dims)
-                copy_linear(layer.op.output, source.output.dense, dims, neurons)
-                _copy_norm(layer.LayerNorm, source.output.LayerNorm, dims)
+            rule = teacher_copy(op)
+            if rule is None:
+                continue  # no teacher counterpart: stays at random
+            source = teacher.layer(t)
+            selection = Selection(dims, head_rows(order.heads[t], teacher_head_dim)[:w],
+                                  order.neurons[t][: space.ffn_ratio * w])
+            rule.copy(layer.op, source, selection)
+            copy_norm(layer.LayerNorm, getattr(source, rule.norm), dims)
         if n > 0:  # block n-1 holds dims order[:w_prev], block n order[:w]: shared leading dims
             block.projection.weight.copy_(torch.eye(w, arch[n - 1].width))
             block.projection.bias.zero_()
@@ -119,18 +132,14 @@ def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: Importan
     return {f"encoder.{k}": v.clone() for k, v in student.state_dict().items()}
 
 
-def _copy_norm(target: nn.LayerNorm, source: nn.LayerNorm, dims: torch.Tensor) -> None:
-    target.weight.copy_(source.weight[dims])
-    target.bias.copy_(source.bias[dims])
-
-
-def _inherit_mlm_head(model: NasbertForMaskedLM, head: nn.Module, dims: torch.Tensor) -> None:
-    """From a BERT `cls.predictions` head: transform rows and LayerNorm at the kept dims, decoder bias as is."""
-    transform = head.transform
-    model.cls.dense.weight.copy_(transform.dense.weight[dims])
-    model.cls.dense.bias.copy_(transform.dense.bias[dims])
-    _copy_norm(model.cls.LayerNorm, transform.LayerNorm, dims)
-    model.cls.decoder.bias.copy_(head.bias if getattr(head, "bias", None) is not None else head.decoder.bias)
+def _inherit_mlm_head(model: NasbertForMaskedLM, head: TeacherMLMHead | None, dims: torch.Tensor) -> None:
+    """From the teacher's MLM head: transform rows and LayerNorm at the kept dims, decoder bias as is."""
+    if head is None:
+        return
+    model.cls.dense.weight.copy_(head.dense.weight[dims])
+    model.cls.dense.bias.copy_(head.dense.bias[dims])
+    copy_norm(model.cls.LayerNorm, head.norm, dims)
+    model.cls.decoder.bias.copy_(head.decoder_bias)
 
 
 @torch.no_grad()

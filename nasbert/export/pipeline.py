@@ -20,7 +20,7 @@ import torch
 from nasbert.common.teacher import load_teacher
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions
-from nasbert.export.inherit import build_student, initial_adapters
+from nasbert.export.inherit import build_inherited_student, initial_adapters
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
 from nasbert.latency.lut import Conditions, LatencyTable
@@ -98,9 +98,9 @@ def export_students(run: Run, requests: list[ExportRequest], output: str | Path,
     for request in requests:
         init = request.init or options.init
         order = orders.get(init)
-        students[request.name] = build_student(init, space, request.arch, teacher, supernet=supernet, order=order,
-                                               teacher_mlm_head=teacher.mlm_head,
-                                               embedding_size=options.embedding_size)
+        students[request.name] = build_inherited_student(init, space, request.arch, teacher, supernet=supernet,
+                                                         order=order, teacher_mlm_head=teacher.mlm_head,
+                                                         embedding_size=options.embedding_size)
         adapters[request.name] = initial_adapters(init, space, request.arch, supernet, order)
     refined = None
     if options.refine is not None:

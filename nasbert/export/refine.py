@@ -68,7 +68,7 @@ class Capture:
 
 def teacher_capture(teacher: Teacher) -> Capture:
     """Captures q/k/v of the teacher's last attention layer."""
-    last = teacher.encoder_layers[-1].attention.self
+    last = teacher.layer(-1)
     return Capture({"q": last.query, "k": last.key, "v": last.value})
 
 
@@ -102,7 +102,7 @@ class Refinee(nn.Module):
         self.student = student
         self.adapters = adapters
         attention_layers = [layer for block in student.nasbert.encoder.blocks for layer in block.layers
-                            if type(layer.op).__name__ == "NasbertAttention"]
+                            if layer.family == "M"]
         last = attention_layers[-1].op if attention_layers else None
         self.capture = Capture({"q": last.query, "k": last.key, "v": last.value}) if last is not None else None
         self.losses: dict[str, DistillationLoss] = {}  # the recipe's choice, less those this student cannot take

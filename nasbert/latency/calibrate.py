@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.optimize import lsq_linear
 
-from nasbert.latency.lut import FAMILIES, Calibration, Conditions, Entry, LatencyTable
+from nasbert.latency.lut import Calibration, Conditions, Entry, LatencyTable
 from nasbert.latency.machine import MachineCheck, refuse_or_warn
 from nasbert.latency.measure import (
     SpeedGauge,
@@ -101,20 +101,21 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
     y = np.asarray(measured_ms, dtype=float)  # (M,)
     parts = [table.components_ms(arch, heads) for arch in archs]
     fixed = np.array([p["embeddings"] + p["heads"] for p in parts])  # (M,) kept at factor 1
-    features = np.array([[p[f] for f in FAMILIES] + [1.0] for p in parts])  # (M, families + 1)
+    families = table.families
+    features = np.array([[p[f] for f in families] + [1.0] for p in parts])  # (M, families + 1)
     a = features / y[:, None]  # rows divided by the measurement: residuals are relative errors
     b = (y - fixed) / y
     # One factor for everything first (closed form); the per-family factors are pulled towards it.
     variable = a[:, :-1].sum(axis=1)
     common = float(variable @ b / (variable @ variable))
-    n_factors = len(FAMILIES)
+    n_factors = len(families)
     prior_a = PRIOR_WEIGHT * np.eye(n_factors + 1)  # constant (in units of the median) towards 0
     prior_a[-1, -1] = PRIOR_WEIGHT / float(np.median(y))
     prior_b = PRIOR_WEIGHT * np.r_[np.full(n_factors, common), 0.0]
     lower = np.r_[np.zeros(n_factors), -np.inf]
     solution = lsq_linear(np.vstack([a, prior_a]), np.r_[b, prior_b], bounds=(lower, np.full(n_factors + 1, np.inf)))
     factors, constant = solution.x[:n_factors], float(solution.x[-1])
-    calibration = Calibration(constant_ms=constant, family_factor=dict(zip(FAMILIES, map(float, factors))),
+    calibration = Calibration(constant_ms=constant, family_factor=dict(zip(families, map(float, factors))),
                               seed=seed, archs=[str(a) for a in archs], heads=tuple(heads))
     predicted = fixed + features @ solution.x
     errors = np.abs(relative_errors_percent(predicted, y))

@@ -38,6 +38,8 @@ import torch
 
 from nasbert.errors import UserError
 from search_space import Arch, SearchSpace, get_op
+from search_space.ops import FAMILIES as OP_FAMILIES
+from search_space.ops import IDENTITY_NAME
 
 FORMAT = "nasbert-latency-table"
 VERSION = 1
@@ -53,7 +55,7 @@ HEADS = ("pooler", "mlm", "classifier", "token_classifier", "qa")
 MODEL_HEADS = {"NasbertModel": ("pooler",), "NasbertForMaskedLM": ("mlm",),
                "NasbertForSequenceClassification": ("pooler", "classifier"),
                "NasbertForTokenClassification": ("token_classifier",), "NasbertForQuestionAnswering": ("qa",)}
-FAMILIES = ("projection", "M", "F", "S")  # what calibration fits one factor for
+PROJECTION = "projection"  # the calibration family of every projection; the others are op families
 
 
 class LatencyTableError(UserError):
@@ -61,8 +63,13 @@ class LatencyTableError(UserError):
 
 
 def op_family(op: str) -> str:
-    """Calibration family of an op: separable convolutions of every kernel share one ("S")."""
-    return "S" if get_op(op).kernel_size > 0 else op
+    """Calibration family of an op: its family in the op registry (S3, S5, S7 share one, "S")."""
+    return get_op(op).family
+
+
+def known_families() -> tuple[str, ...]:
+    """Every family a calibration may fit a factor for: projections and every registered op family."""
+    return (PROJECTION,) + tuple(f for f in OP_FAMILIES if f != IDENTITY_NAME)
 
 
 def device_name(device: str) -> str:
@@ -176,10 +183,10 @@ class Calibration:
             raise LatencyTableError(f"{where} has a calibration without constant_ms and family_factor; "
                                     "run `nasbert latency calibrate` again")
         factors = {str(k): float(v) for k, v in data["family_factor"].items()}
-        unknown = set(factors) - set(FAMILIES)
+        unknown = set(factors) - set(known_families())
         if unknown:
             raise LatencyTableError(f"{where} calibrates unknown op families {sorted(unknown)}; "
-                                    f"known are {', '.join(FAMILIES)}")
+                                    f"known are {', '.join(known_families())}")
         fit = {k: float(v) for k, v in data.items() if k.endswith(("_percent", "_fraction", "_tau")) and _is_number(v)}
         return cls(float(data["constant_ms"]), factors, int(data.get("seed", 0)), list(data.get("archs", [])),
                    tuple(data.get("heads", ("pooler",))), fit)
@@ -274,6 +281,11 @@ class LatencyTable:
 
     # ---- prediction -------------------------------------------------------------------------------------
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        """What calibration fits one factor for: projections and the op families of the table's space."""
+        return (PROJECTION,) + self.space.families
+
     def layer_entry(self, op: str, width: int) -> Entry:
         try:
             return self.layers[op][width]
@@ -297,14 +309,15 @@ class LatencyTable:
     def components_ms(self, arch: Arch | str, heads: Iterable[str] = ()) -> dict[str, float]:
         """Raw table sums of one arch by part: embeddings, heads, and each calibration family."""
         arch = Arch.parse(arch) if isinstance(arch, str) else arch
-        parts = dict.fromkeys(("embeddings", "heads") + FAMILIES, 0.0)
+        parts = dict.fromkeys(("embeddings", "heads") + self.families, 0.0)
         parts["embeddings"] = self.embeddings.median_ms
         parts["heads"] = sum(self.head_entry(h).median_ms for h in heads)
         for block in arch:
             for op in block.active_ops:
-                parts[op_family(op)] += self.layer_entry(op, block.width).median_ms
+                entry = self.layer_entry(op, block.width)  # refuses an op the table has not measured
+                parts[op_family(op)] += entry.median_ms
         for in_width, out_width in self.space.projection_widths(arch):
-            parts["projection"] += self.projection_entry(in_width, out_width).median_ms
+            parts[PROJECTION] += self.projection_entry(in_width, out_width).median_ms
         return parts
 
     def predict_ms(self, arch: Arch | str, heads: Iterable[str] = (), calibrated: bool | None = None,
@@ -323,7 +336,7 @@ class LatencyTable:
             raise LatencyTableError(f"{self.source} is not calibrated; run `nasbert latency calibrate` first")
         cal = self.calibration
         return (parts["embeddings"] + parts["heads"] + cal.constant_ms
-                + sum(cal.family_factor.get(f, 1.0) * parts[f] for f in FAMILIES))
+                + sum(cal.family_factor.get(f, 1.0) * parts[f] for f in self.families))
 
     # ---- the file ---------------------------------------------------------------------------------------
 

@@ -13,21 +13,26 @@ L needs no MLM head: 15 % of the input tokens are replaced by [MASK] and L is th
 last hidden state on that input and on the clean input (the clean one detached), i.e. how much each part
 helps the teacher recover masked tokens' representations.
 
-Mapping: super layer j of block n starts from teacher layer n*k + j//2 (k teacher layers per block): its M op
-from that layer's attention, its F op from its feed-forward; in/out projections start as the selections
-of the leading hidden dimensions (in_proj[r, order[r]] = 1, out_proj[order[r], r] = 1).
+Mapping: super layer j of block n starts from teacher layer n*k + j//2 (k teacher layers per block): each op
+whose family has a rule in `TEACHER_COPY` starts from that layer by the rule (M from its attention, F from
+its feed-forward; S and I have no teacher counterpart and stay as initialised); in/out projections start as
+the selections of the leading hidden dimensions (in_proj[r, order[r]] = 1, out_proj[order[r], r] = 1).
+The same rules start an exported student's ops (`nasbert.export.inherit`). The teacher's parts are read
+through its adaptor (`Teacher.layer`), never by module path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from nasbert.common.teacher import Teacher
+from nasbert.common.teacher import Teacher, TeacherLayer
 from nasbert.errors import UserError
-from supernet import Supernet
+from search_space import get_op
+from supernet import Supernet, norm_key
 
 
 @dataclass
@@ -56,22 +61,21 @@ def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_i
     model = teacher.model
     config = teacher.config
     num_heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-    layers = teacher.encoder_layers
+    layers = [teacher.layer(t) for t in range(len(teacher.encoder_layers))]
     head_masks = [torch.ones(num_heads, requires_grad=True) for _ in layers]
 
     def mask_heads(layer_index: int):
-        def hook(module, inputs, output):
-            context = output[0]  # (B, T, H): the heads' outputs, concatenated
+        def hook(module, inputs):
+            context = inputs[0]  # (B, T, H): the heads' outputs, concatenated, entering attn_out
             shape = context.shape
             masked = (context.view(*shape[:-1], num_heads, head_dim) * head_masks[layer_index][:, None]).view(shape)
-            return (masked, *output[1:])
+            return (masked, *inputs[1:])
         return hook
 
-    handles = [layer.attention.self.register_forward_hook(mask_heads(i)) for i, layer in enumerate(layers)]
+    handles = [layer.attn_out.register_forward_pre_hook(mask_heads(i)) for i, layer in enumerate(layers)]
     # The embeddings are frozen: make their output a leaf that wants a gradient, for the hidden-dim scores.
-    handles.append(model.embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_()))
-    ffn_params = [p for layer in layers for p in (layer.intermediate.dense.weight, layer.intermediate.dense.bias,
-                                                  layer.output.dense.weight)]
+    handles.append(teacher.embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_()))
+    ffn_params = [p for layer in layers for p in (layer.ffn_in.weight, layer.ffn_in.bias, layer.ffn_out.weight)]
     was_training = model.training
     model.eval()
     for p in ffn_params:
@@ -96,7 +100,7 @@ def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_i
             for i, g in enumerate(head_grads):
                 head_scores[i] += g.abs()
             for i, layer in enumerate(layers):
-                w1, b1, w2 = layer.intermediate.dense.weight, layer.intermediate.dense.bias, layer.output.dense.weight
+                w1, b1, w2 = layer.ffn_in.weight, layer.ffn_in.bias, layer.ffn_out.weight
                 g1, gb1, g2 = param_grads[3 * i: 3 * i + 3]
                 neuron_scores[i] += ((w1 * g1).sum(1) + b1 * gb1).abs().detach() + (w2 * g2).sum(0).abs().detach()
             for h, g in zip(out.hidden_states, state_grads):
@@ -127,9 +131,49 @@ def matching_head_dim(space_head_dim: int, teacher: Teacher) -> int:
     return teacher_head_dim
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which parts of one teacher layer an op keeps, most important first."""
+
+    dims: torch.Tensor  # hidden dimensions (w,): the op's inputs and outputs
+    head_rows: torch.Tensor  # q/k/v output rows of the kept heads (w,)
+    neurons: torch.Tensor  # FFN neurons (up to ffn_ratio * w,)
+
+
+@dataclass(frozen=True)
+class TeacherCopy:
+    """How ETD starts an op from a teacher layer: `copy(op_module, layer, selection)` writes the op's leading
+    slices (an elastic op's or a student op's: both have the student's names); its post-LN starts from the
+    teacher's LayerNorm named `norm` (a TeacherLayer field)."""
+
+    copy: Callable[[nn.Module, TeacherLayer, Selection], None]
+    norm: str
+
+
+def _copy_attention(op: nn.Module, layer: TeacherLayer, s: Selection) -> None:
+    for name in ("query", "key", "value"):
+        copy_linear(getattr(op, name), getattr(layer, name), s.head_rows, s.dims)
+    copy_linear(op.output, layer.attn_out, s.dims, s.head_rows)
+
+
+def _copy_feed_forward(op: nn.Module, layer: TeacherLayer, s: Selection) -> None:
+    copy_linear(op.intermediate, layer.ffn_in, s.neurons, s.dims)
+    copy_linear(op.output, layer.ffn_out, s.dims, s.neurons)
+
+
+# Op family -> how it starts from the teacher; families without an entry (S, I) have no teacher counterpart.
+TEACHER_COPY: dict[str, TeacherCopy] = {"M": TeacherCopy(_copy_attention, "attn_norm"),
+                                        "F": TeacherCopy(_copy_feed_forward, "ffn_norm")}
+
+
+def teacher_copy(op: str) -> TeacherCopy | None:
+    """The teacher-copy rule of op `op` (by its family), or None."""
+    return TEACHER_COPY.get(get_op(op).family)
+
+
 @torch.no_grad()
 def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: ImportanceOrder) -> None:
-    """Copy the teacher's attention, FFN and LayerNorm weights (ordered) into the supernet, see module doc."""
+    """Copy the teacher's layer weights (ordered) into every op with a teacher-copy rule, see module doc."""
     space = supernet.space
     config = teacher.config
     hidden = config.hidden_size
@@ -146,21 +190,16 @@ def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: Impo
         block.out_proj.weight[hidden_idx, torch.arange(w)] = 1.0
         for j, layer in enumerate(block.layers):
             t = n * teacher.layers_per_block + j // 2
-            source = teacher.encoder_layers[t]
-            rows = head_rows(order.heads[t], teacher_head_dim)[:w]
-            if "M" in layer.ops:
-                attention = layer.ops["M"]
-                for name in ("query", "key", "value"):
-                    linear = getattr(source.attention.self, name)
-                    copy_linear(getattr(attention, name), linear, rows, hidden_idx)
-                copy_linear(attention.output, source.attention.output.dense, hidden_idx, rows)
-                _copy_norms(layer, "M", source.attention.output.LayerNorm, order.hidden)
-            if "F" in layer.ops:
-                ffn = layer.ops["F"]
-                neurons = order.neurons[t][:inner]
-                copy_linear(ffn.intermediate, source.intermediate.dense, neurons, hidden_idx)
-                copy_linear(ffn.output, source.output.dense, hidden_idx, neurons)
-                _copy_norms(layer, "F", source.output.LayerNorm, order.hidden)
+            source = teacher.layer(t)
+            selection = Selection(hidden_idx, head_rows(order.heads[t], teacher_head_dim)[:w], order.neurons[t][:inner])
+            for op, module in layer.ops.items():
+                rule = teacher_copy(op)
+                if rule is None:
+                    continue
+                rule.copy(module, source, selection)
+                norm = getattr(source, rule.norm)
+                for width in space.widths:
+                    copy_norm(layer.norms[norm_key(op, width)], norm, order.hidden[:width])
 
 
 def copy_linear(target, source: nn.Linear, rows: torch.Tensor, cols: torch.Tensor) -> None:
@@ -169,9 +208,7 @@ def copy_linear(target, source: nn.Linear, rows: torch.Tensor, cols: torch.Tenso
     target.bias[: len(rows)] = source.bias[rows]
 
 
-def _copy_norms(layer, op: str, source: nn.LayerNorm, hidden_order: torch.Tensor) -> None:
-    for key, norm in layer.norms.items():
-        if key.startswith(f"{op}_"):
-            width = min(norm.normalized_shape[0], len(hidden_order))
-            norm.weight[:width] = source.weight[hidden_order[:width]]
-            norm.bias[:width] = source.bias[hidden_order[:width]]
+def copy_norm(target: nn.LayerNorm, source: nn.LayerNorm, dims: torch.Tensor) -> None:
+    """target's leading len(dims) entries = source's at `dims` (all of a norm as wide as dims)."""
+    target.weight[: len(dims)] = source.weight[dims]
+    target.bias[: len(dims)] = source.bias[dims]
