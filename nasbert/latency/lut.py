@@ -1,4 +1,6 @@
 """The latency lookup table (`lut.json`): its format, the conditions it holds for, and the predictor.
+(One file of ~430 lines on purpose: the format, the checks that refuse a bad file and the predictor that reads
+it are one concern, and the review that split other files asked to keep this one.)
 
 A table is measured once on the target device (`nasbert latency profile`) and answers, for any arch of
 its space, latency(arch) = embeddings + every projection (E->w_1, w_n->w_n+1, w_N->H) + every
