@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, TrainConfig, defaults=False)  # not given: the --config file's, else TrainConfig's
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from the --config file (if any) with the flags given on top."""
     values = {}
     if args.config:
         path = Path(args.config)
@@ -44,6 +45,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from nasbert.train_supernet.recipe import train_supernet
 
-    run_dir = train_supernet(config_from_args(args))
+    run_dir = train_supernet(train_config(args))
     print(f"supernet run in {run_dir}")
     return 0
