@@ -293,3 +293,18 @@ def test_every_command_line_in_the_readme_parses():
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"README line does not parse: {line}")
+
+
+def test_train_supernet_flags_win_over_the_config_file(tmp_path):
+    """--config fills what no flag gives (a run's own config.json too); a flag given wins, even at its default."""
+    from nasbert.commands.train_supernet import train_config
+
+    parser = dict(_parsers(build_parser()))["nasbert train-supernet"]
+    (tmp_path / "options.json").write_text(json.dumps({"teacher": "t", "lr": 0.01, "seq_len": 64, "shrink": True}))
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"teacher": "t", "lr": 0.01}, "space": {}}))
+    config = train_config(parser.parse_args(["--config", str(tmp_path / "options.json"), "--lr", "0.0005",
+                                             "--train-file", "a.txt"]))
+    assert (config.teacher, config.lr, config.seq_len, config.shrink, config.train_files) == ("t", 0.0005, 64, True,
+                                                                                             ["a.txt"])
+    assert train_config(parser.parse_args(["--config", str(tmp_path / "config.json")])).lr == 0.01
+    assert train_config(parser.parse_args([])) == TrainConfig()
