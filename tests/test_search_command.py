@@ -140,11 +140,26 @@ def test_confirm_by_measurement_tightens_the_budget_when_every_leader_is_over():
     assert result.winner.measured_latency_ms <= 10.0 and "table searched at" in result.note
 
 
-def test_confirm_by_measurement_says_so_when_nothing_fits():
+def test_confirm_by_measurement_keeps_tightening_until_a_leader_fits():
+    # The leaders of the first three tightened searches still measure over the budget; the fourth fits.
     result = BudgetResult(10.0, None, _candidates([9.9, 9.8]))
-    confirm_by_measurement(result, lambda arch: 20.0 if arch == "arch0" else 15.0, count=2,
-                           rerank=lambda ms: (_ for _ in ()).throw(UserError("nothing fits")))
-    assert result.winner.arch == "arch1" and "1.500 x the budget" in result.note
+    asked = []
+
+    def rerank(tighter_ms: float) -> list[Candidate]:
+        asked.append(tighter_ms)
+        return _candidates([tighter_ms * 0.999], prefix=f"t{len(asked)}-")
+
+    confirm_by_measurement(result, lambda arch: 9.0 if arch.startswith("t4-") else 10.5, count=2, rerank=rerank)
+    assert len(asked) == 4 and asked == sorted(asked, reverse=True)
+    assert result.winner.arch == "t4-0" and result.winner.measured_latency_ms == 9.0
+    assert "table searched at" in result.note
+
+
+def test_confirm_by_measurement_refuses_when_nothing_fits():
+    result = BudgetResult(10.0, None, _candidates([9.9, 9.8]))
+    with pytest.raises(UserError, match="fastest one measured, arch1, took 15.000 ms"):
+        confirm_by_measurement(result, lambda arch: 20.0 if arch == "arch0" else 15.0, count=2,
+                               rerank=lambda ms: (_ for _ in ()).throw(UserError("nothing fits")))
 
 
 def test_every_student_has_an_attention_layer_unless_allowed_otherwise(searched, capsys):

@@ -99,10 +99,8 @@ def quickstart(output: str | Path, run_command: Callable[[list[str]], int], fast
 
     lut = out / "lut.json"
     if not lut.exists():
-        space_file = out / "space.json"
-        space_file.write_text(json.dumps(json.loads((run / "config.json").read_text())["space"]))
         _run(run_command, "profile latency on this machine", [
-            "latency", "profile", "--space", str(space_file), "--seq-len", "32", "--min-run-time",
+            "latency", "profile", "--space", str(run), "--seq-len", "32", "--min-run-time",
             str(pick["profile_time"]), "--output", str(lut)])
 
     search = out / "search.json"

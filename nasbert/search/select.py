@@ -193,19 +193,20 @@ def measurer(lut: LatencyTable | None, measure: int):
     return time_arch
 
 
-def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, retries: int = 2) -> None:
-    """Make the winner one whose measured latency fits the budget.
+def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, max_tightenings: int = 12) -> None:
+    """Make the winner one whose measured latency fits the budget, or refuse: never a winner over it.
 
     The leaders (up to `count`, in rank order) are timed end to end; the first within the budget wins. If
     none is, the budget the table is searched with is tightened by how much the leaders measured over their
-    predictions, and the new top-K is re-checked, re-ranked and measured (up to `retries` times). If still
-    none fits, the fastest measured leader wins and `note` says by how much it is over.
+    predictions (at least 0.5 % a round), and the new top-K is re-checked, re-ranked and measured, until a leader
+    fits. When the tightened budget admits no student, or after `max_tightenings` rounds, it raises a UserError
+    naming the fastest student it measured.
     """
     budget = result.latency_budget_ms
     searched_with = budget
     measured: dict[str, Candidate] = {}
     top = result.top_k
-    for attempt in range(retries + 1):
+    for attempt in range(max_tightenings + 1):
         for candidate in top[:count]:
             if candidate.arch not in measured:
                 candidate.measured_latency_ms = time_arch(candidate.arch)
@@ -218,7 +219,7 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
                                + (f" (table searched at {searched_with:.3f} ms after the leaders measured over)"
                                   if attempt else ""))
                 return
-        if attempt == retries:
+        if attempt == max_tightenings:
             break
         over = float(np.median([c.measured_latency_ms / c.predicted_latency_ms for c in measured.values()]))
         searched_with = min(searched_with, budget) / max(over, 1.0) * 0.995
@@ -227,9 +228,10 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
         except UserError:
             break
     fastest = min(measured.values(), key=lambda c: c.measured_latency_ms)
-    result.top_k = [fastest, *[c for c in result.top_k if c is not fastest]]
-    result.note = (f"no leader measured within {budget:.3f} ms; the fastest measured one is "
-                   f"{fastest.measured_latency_ms / budget:.3f} x the budget")
+    raise UserError(f"no student measured within the {budget:.3f} ms budget on this machine: the fastest one "
+                    f"measured, {fastest.arch}, took {fastest.measured_latency_ms:.3f} ms "
+                    f"({fastest.measured_latency_ms / budget:.2f} x the budget; table searched down to "
+                    f"{searched_with:.3f} ms); raise the budget or re-profile the table on a quiet machine")
 
 
 def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | None, lut_path: str | None,
