@@ -1,4 +1,6 @@
 """Exact top-K model selection (NAS-BERT §3.3): the K lowest-loss students that fit a latency/params budget.
+(One file of ~560 lines on purpose: the algorithm, its floating-point contract and the brute force it is
+tested against share `_Space.evaluate`; splitting them would split one proof.)
 
 A student is one candidate per block, (i_1, ..., i_N). Its approximated loss is the sum of its blocks' dev
 losses; its latency and params are a constant (embeddings) + terms that depend only on the block widths
