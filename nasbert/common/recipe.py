@@ -1,5 +1,5 @@
 """Plumbing every training recipe shares (supernet training, refinement): the LR schedule, autocast, RNG
-capture/restore for exact resumes, the run-folder checks, and metrics to tensorboard + metrics.jsonl.
+capture/restore for exact resumes, the run-folder checks and lock, and metrics to tensorboard + metrics.jsonl.
 
 In the spirit of torchtune's `training/` package (lr_schedulers, seed, metric_logging), which its recipes call
 instead of rewriting.
@@ -7,10 +7,14 @@ instead of rewriting.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
-from collections.abc import Callable, Collection, Mapping
+import shutil
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 
 from nasbert.common.checkpoint import newest_checkpoint
+from nasbert.common.lock import LOCK_FILE, folder_lock, other_entries
 from nasbert.errors import UserError
 
 
@@ -62,7 +67,7 @@ def check_run_dir(run_dir: Path, marker: str, resume: bool, *, holds: str = "a r
     """
     config_file = run_dir / marker
     if not config_file.exists():
-        if refuse_foreign and run_dir.exists() and any(p.name != "tensorboard" for p in run_dir.iterdir()):
+        if refuse_foreign and any(p.name != "tensorboard" for p in other_entries(run_dir)):
             raise UserError(f"{run_dir} exists and is not a nasbert run; choose an empty or new {output}")
         return None
     if not resume:
@@ -70,6 +75,62 @@ def check_run_dir(run_dir: Path, marker: str, resume: bool, *, holds: str = "a r
     if same_settings is not None:
         same_settings(config_file)
     return newest_checkpoint(run_dir)
+
+
+@dataclass
+class HeldFolder:
+    """A folder this process holds (see `hold_folder`); set `discard` to remove it on release if it made it."""
+
+    path: Path
+    created: bool  # this process made the folder (it did not exist, or held only a dead job's lock file)
+    discard: bool = False
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str | Path, what: str, *, enabled: bool = True) -> Iterator[HeldFolder]:
+    """One writer per folder: hold `folder` (made if missing) with `folder_lock` while the block runs.
+
+    Another live holder is refused with a UserError naming it, before anything is written. On the way out a
+    folder this process made (or a dead job made: it holds only that job's lock file) is removed if nothing was
+    written to it, or entirely if `discard` was set (a run that never started); any other folder is kept.
+    `enabled=False`: a no-op (DDP ranks other than 0).
+    """
+    folder = Path(folder)
+    created = enabled and (not folder.exists() or (folder.is_dir() and os.listdir(folder) == [LOCK_FILE]))
+    acquired = False
+    try:
+        with folder_lock(folder, what, enabled):
+            acquired = True
+            created = created and not other_entries(folder)  # a holder that just finished may have written it
+            held = HeldFolder(folder, created)
+            try:
+                yield held
+            finally:
+                if held.discard and created:  # under the lock: no other writer can have started in it
+                    for entry in other_entries(folder):
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
+    finally:
+        if acquired and created:
+            with contextlib.suppress(OSError):  # not empty: kept
+                folder.rmdir()
+
+
+def hold_job_folder(stack: contextlib.ExitStack, ctx: Any, folder: Path, what: str) -> HeldFolder | None:
+    """`hold_folder` for a job of one or more ranks, entered on `stack` (closed by the recipe's cleanup): rank 0
+    holds the folder, and a refusal reaches every rank as the same UserError, so none goes on alone."""
+    held, refusal = None, None
+    if ctx.is_main:
+        try:
+            held = stack.enter_context(hold_folder(folder, what))
+        except UserError as error:
+            refusal = str(error)
+    refusal = ctx.broadcast_object(refusal)
+    if refusal is not None:
+        raise UserError(refusal)
+    return held
 
 
 def refuse_changed_settings(config_file: Path, section: str, current: Mapping[str, Any],

@@ -4,19 +4,26 @@ Hugging Face folders ready for fine-tuning.
     students/NAME/  config.json (auto_map, the arch)  model.safetensors  configuration_nasbert.py
                     modeling_nasbert.py  tokenizer files  README.md (model card)  [model.onnx]
 
-Each folder is written to a temporary sibling and renamed, so a failed export leaves nothing half-written.
-A refinement keeps its checkpoints in `OUTPUT.refine/`, so an interrupted export resumes with `--resume`.
+Each folder is written to a temporary sibling and moved into place, so a failed export leaves nothing
+half-written, and never into a folder that was already there (but one a killed export left, holding only its
+lock). The export holds OUTPUT for the whole job: a second export to it is refused, naming the holder.
+A refinement keeps its checkpoints in `OUTPUT.refine/`, so an interrupted export (Ctrl-C, SIGTERM: exit 130 /
+143) resumes with `--resume`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from nasbert.common.lock import other_entries
+from nasbert.common.recipe import hold_folder
 from nasbert.common.teacher import load_teacher
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions
@@ -69,12 +76,25 @@ def requests_from_search(path: str, budget: str | None, rank: int) -> list[Expor
 
 
 def export_students(run: Run, requests: list[ExportRequest], output: str | Path, options: ExportOptions) -> list[Path]:
-    """Build, refine and write one folder per request (OUTPUT itself for one, OUTPUT/NAME for several)."""
+    """Build, refine and write one folder per request (OUTPUT itself for one, OUTPUT/NAME for several).
+
+    OUTPUT is held (`hold_folder`) from the first check to the last write; under torchrun rank 0 holds and
+    writes it, the other ranks only take part in the refinement."""
     output = Path(output)
     folders = [output] if len(requests) == 1 else [output / r.name for r in requests]
-    for folder in folders:
-        if folder.exists():
-            raise UserError(f"{folder} already exists; choose another --output or remove it")
+    main = int(os.environ.get("RANK", "0")) == 0
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} is a file; choose another --output")
+    with hold_folder(output, "export", enabled=main) as held:
+        for folder in folders if main else []:
+            ours = folder == output and held.created  # made now (or by a killed export: only its lock is left)
+            if other_entries(folder) or (folder.exists() and not ours):
+                raise UserError(f"{folder} already exists; choose another --output or remove it")
+        return _export(run, requests, folders, options, write=main)
+
+
+def _export(run: Run, requests: list[ExportRequest], folders: list[Path], options: ExportOptions,
+            write: bool) -> list[Path]:
     space = run.space
     for request in requests:
         space.validate(request.arch)
@@ -105,6 +125,8 @@ def export_students(run: Run, requests: list[ExportRequest], output: str | Path,
     refined = None
     if options.refine is not None:
         refined = refine(options.refine, teacher, students, adapters)
+    if not write:
+        return folders
     written = []
     for request, folder in zip(requests, folders):
         model = students[request.name].cpu().eval()
@@ -161,8 +183,9 @@ def _last_losses(run_dir: Path, name: str) -> dict | None:
 
 
 def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dict, onnx: bool) -> Path:
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write the student to a new temporary sibling of `folder` (never one that exists), then move it in."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         save_student(model, tmp, tokenizer)
         (tmp / "README.md").write_text(model_card(facts))
@@ -173,12 +196,22 @@ def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dic
             export_onnx(model, tmp / "model.onnx", seq_len=min(128, model.config.max_position_embeddings))
             facts["onnx_max_abs_diff"] = check_onnx_parity(model, tmp / "model.onnx")
             (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(folder)
+        _move_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _move_in(tmp: Path, folder: Path) -> None:
+    """Rename `tmp` to `folder`; if `folder` is there (OUTPUT, holding only this export's lock), move tmp's
+    entries into it, config.json last, so a folder with a config.json is complete."""
+    if not folder.exists():
+        tmp.rename(folder)
+        return
+    for entry in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
+        entry.rename(folder / entry.name)
+    tmp.rmdir()
 
 
 def export_facts(folder: str | Path) -> dict:

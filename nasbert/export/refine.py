@@ -17,6 +17,8 @@ losses read; `Refinee.forward` loops over its losses. A registered loss (`regist
 
 Checkpoints, resume, DDP (one DDP wrapper per student), bf16 on CUDA, tensorboard and progress lines work as in
 train-supernet (`nasbert.common.recipe`); a resumed run continues with exactly the losses of an uninterrupted one.
+Rank 0 holds the refinement folder for the whole job; Ctrl-C or SIGTERM stops after the current step with a
+checkpoint, prints the command that resumes, and exits 130 / 143 (`nasbert.common.signals`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,7 +40,16 @@ from nasbert.common.distributed import DistributedContext, init_distributed
 from nasbert.common.losses import REFINE_LOSSES, DistillationLoss, active_losses
 from nasbert.common.masking import Masker
 from nasbert.common.progress import progress_bar
-from nasbert.common.recipe import MetricsLog, autocast, capture_rng, check_run_dir, restore_rng, warmup_linear
+from nasbert.common.recipe import (
+    MetricsLog,
+    autocast,
+    capture_rng,
+    check_run_dir,
+    hold_job_folder,
+    restore_rng,
+    warmup_linear,
+)
+from nasbert.common.signals import StopSignals, resume_command
 from nasbert.common.teacher import Teacher
 from nasbert.errors import UserError
 from nasbert.export.config import RefineConfig
@@ -144,10 +156,12 @@ class RefineRecipe:
         self.metrics: MetricsLog | None = None
         self.teacher_capture: Capture | None = None
         self.notes: list[str] = []
+        self._held = ExitStack()  # the refinement folder, held by rank 0 from setup to cleanup
 
     def setup(self) -> None:
         config = self.config
         self.ctx: DistributedContext = init_distributed(config.device)
+        hold_job_folder(self._held, self.ctx, self.run_dir, "export")  # before any write
         self._choose_losses()
         if self.ctx.is_main:
             for note in self.notes:
@@ -226,16 +240,23 @@ class RefineRecipe:
         bar = progress_bar(total=config.steps, initial=self.step, desc="refine", disable=not self.ctx.is_main,
                            dynamic_ncols=True)
         started = time.perf_counter()
-        while self.step < config.steps:
-            logged = self.train_step(self.step)
-            self.step += 1
-            if self.ctx.is_main:
-                bar.set_postfix({name: f"{v['total']:.3f}" for name, v in logged.items()})
-                bar.update(1)
-                scalars = {f"{name}/{key}": value for name, losses in logged.items() for key, value in losses.items()}
-                self.metrics.log(self.step, scalars, losses=logged, elapsed_s=time.perf_counter() - started)
-            if self.step % config.save_every == 0 or self.step == config.steps:
-                self.save_checkpoint()
+        with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130 / 143
+            while self.step < config.steps:
+                logged = self.train_step(self.step)
+                self.step += 1
+                if self.ctx.is_main:
+                    bar.set_postfix({name: f"{v['total']:.3f}" for name, v in logged.items()})
+                    bar.update(1)
+                    scalars = {f"{name}/{key}": value for name, losses in logged.items()
+                               for key, value in losses.items()}
+                    self.metrics.log(self.step, scalars, losses=logged, elapsed_s=time.perf_counter() - started)
+                stopping = stop.requested(self.ctx)  # every rank, the same answer
+                if stopping or self.step % config.save_every == 0 or self.step == config.steps:
+                    self.save_checkpoint()
+                if stopping:
+                    bar.close()
+                    raise stop.interrupted(f"refinement checkpoint {self.run_dir / 'checkpoints' / f'step-{self.step}'}"
+                                           f"; resume with: {resume_command('export')}")
         bar.close()
 
     def save_checkpoint(self) -> None:
@@ -278,6 +299,7 @@ class RefineRecipe:
         for capture in [self.teacher_capture] + [refinee.capture for refinee in self.refinees.values()]:
             if capture is not None:
                 capture.remove()
+        self._held.close()
 
 
 def refine(config: RefineConfig, teacher: Teacher, students: dict[str, NasbertForMaskedLM],

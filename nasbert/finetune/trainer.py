@@ -11,6 +11,10 @@ checkpoint each epoch, the best one kept. Data is a GLUE-style TSV (header row),
 labels are class names / ids (classification) or floats (regression, e.g. STS-B). The output folder holds
 the fine-tuned model, its tokenizer, its code files (so it loads where nasbert is not installed),
 eval_results.json, train_results.json, finetune_args.json and tensorboard/.
+
+The output folder is held for the whole job (a second run on it is refused, naming the holder). Ctrl-C or
+SIGTERM makes the Trainer save a checkpoint after the current step (in OUTPUT.partial/checkpoints/) and exits
+130 / 143; there is no --resume here: a new run starts over.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nasbert.common.lock import other_entries
+from nasbert.common.recipe import hold_folder
+from nasbert.common.signals import Interrupted, StopSignals
 from nasbert.errors import UserError
 from nasbert.finetune.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, FinetuneConfig
 from nasbert.finetune.metrics import metrics_function, resolve_metric
@@ -131,7 +138,7 @@ def output_folder(config: FinetuneConfig) -> Path:
     output = Path(config.output) if config.output else model.with_name(model.name + "-finetuned")
     if output.resolve() == model.resolve():
         raise UserError("--output must differ from the model folder (fine-tuning never overwrites its input)")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+    if output.exists() and (not output.is_dir() or other_entries(output)):
         raise UserError(f"output folder {output} already exists and is not empty; remove it or pick another --output")
     return output
 
@@ -153,12 +160,38 @@ def training_arguments(config: FinetuneConfig, staging: Path, metric: str):
 
 def finetune(config: FinetuneConfig) -> dict[str, float]:
     """Fine-tune `config.model` on the task, write the output folder; return the final validation metrics."""
+    check_config(config)
+    output = output_folder(config)
+    with hold_folder(output, "finetune", enabled=int(os.environ.get("RANK", "0")) == 0):  # rank 0 holds it
+        output_folder(config)  # still empty, now that no other run can write it
+        return _finetune(config, output)
+
+
+def _stop_callback(stop: StopSignals):
+    """A TrainerCallback: once `stop` has a signal (on any rank), save a checkpoint after this step and stop."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ranks = SimpleNamespace(enabled=dist.is_available() and dist.is_initialized(), device=args.device)
+            if stop.requested(ranks):
+                control.should_save = control.should_training_stop = True
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if stop.signum:  # saved at the step already; no evaluation on the way out
+                control.should_save = control.should_evaluate = False
+
+    return StopOnSignal()
+
+
+def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
     from transformers import DataCollatorWithPadding, set_seed
 
     # Check everything a user can get wrong before anything is written.
-    check_config(config)
     model_dir = check_model_folder(config.model, "model")
-    output = output_folder(config)
     files = {"training": config.train_file, "validation": config.validation_file}
     train_rows = read_table(config.train_file, "training")
     validation_rows = read_table(config.validation_file, "validation")
@@ -194,6 +227,8 @@ def finetune(config: FinetuneConfig) -> dict[str, float]:
             compute_metrics=metrics_function(task, metric), teacher=teacher,
             kd_alpha=config.kd_alpha if teacher is not None else 0.0, kd_temperature=config.kd_temperature,
             regression=task.regression)
+    stop = StopSignals()
+    trainer.add_callback(_stop_callback(stop))
     main = trainer.is_world_process_zero()
     if main:
         kd = f", KD from {config.teacher} (alpha {config.kd_alpha}, T {config.kd_temperature})" if teacher else ""
@@ -201,7 +236,12 @@ def finetune(config: FinetuneConfig) -> dict[str, float]:
               f"{len(validation_data):,} validation examples: {task.describe()}{kd}")
 
     try:
-        train_metrics = {**trainer.train().metrics, "train_samples": len(train_data)}
+        with stop:  # Ctrl-C / SIGTERM: the Trainer saves after the current step and stops
+            train_metrics = {**trainer.train().metrics, "train_samples": len(train_data)}
+        if stop.signum:
+            checkpoint = staging / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
+            raise stop.interrupted(f"the model after step {trainer.state.global_step} is in {checkpoint}; "
+                                   f"finetune has no --resume (a new run starts over and clears {staging})")
         if teacher is not None:
             train_metrics["train_kd_loss"] = trainer.kd_loss_sum / max(1, trainer.kd_loss_steps)
         eval_metrics = {**trainer.evaluate(), "eval_samples": len(validation_data)}  # the best epoch's model
@@ -214,11 +254,12 @@ def finetune(config: FinetuneConfig) -> dict[str, float]:
                                  ("finetune_args", settings)):
                 (staging / f"{name}.json").write_text(json.dumps(values, indent=2) + "\n")
             shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-            if output.exists():
-                output.rmdir()  # checked empty above
-            staging.rename(output)
-    except BaseException:
-        if main:
+            output.mkdir(exist_ok=True)  # held (and made) by this process, empty but for the lock
+            for entry in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):  # config.json last
+                entry.rename(output / entry.name)
+            staging.rmdir()
+    except BaseException as error:
+        if main and not isinstance(error, Interrupted):  # an interrupted run keeps its checkpoint
             shutil.rmtree(staging, ignore_errors=True)
         raise
     if main:

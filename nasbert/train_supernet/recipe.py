@@ -6,14 +6,17 @@
 Every step: one teacher forward gives the block-boundary states Y_0..Y_N; one uniform random path per
 block (seeded by the step, so identical on every rank); super block n reads Y_{n-1} and is trained to
 predict Y_n (MSE on real tokens). All blocks train in the same step. Rank 0 logs, writes and shows progress.
+
+Rank 0 holds the run folder for the whole job (a second job on it is refused, naming the holder). Ctrl-C or
+SIGTERM stops after the current step with a checkpoint, prints the command that resumes, and exits 130 / 143.
+The recipe is one class (setup / train / shrink / eval / checkpoints), as a torchtune recipe is: ~400 lines.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,14 +32,17 @@ from nasbert.common.losses import masked_mse
 from nasbert.common.masking import Masker
 from nasbert.common.progress import progress_bar
 from nasbert.common.recipe import (
+    HeldFolder,
     MetricsLog,
     autocast,
     capture_rng,
     check_run_dir,
+    hold_job_folder,
     refuse_changed_settings,
     restore_rng,
     warmup_linear,
 )
+from nasbert.common.signals import Interrupted, StopSignals, resume_command
 from nasbert.common.teacher import load_teacher, teacher_space
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import RESUMABLE_CHANGES, TrainConfig
@@ -85,6 +91,8 @@ class SupernetRecipe:
         self.run_dir = Path(config.output)
         self.step = 0
         self.metrics: MetricsLog | None = None
+        self.folder: HeldFolder | None = None  # the run folder, held by rank 0 from setup to cleanup
+        self._held = ExitStack()
         self.path_sampler = lambda step: path_for_step(self.space, self.config.seed, step)
 
     # ---- setup ------------------------------------------------------------------------------------------
@@ -96,6 +104,7 @@ class SupernetRecipe:
         if not config.teacher:
             raise UserError("pass --teacher, a model folder or hub name")
         self.ctx: DistributedContext = init_distributed(config.device)
+        self.folder = hold_job_folder(self._held, self.ctx, self.run_dir, "train-supernet")  # before any write
         checkpoint = check_run_dir(
             self.run_dir, "config.json", config.resume, refuse_foreign=True,
             same_settings=lambda file: refuse_changed_settings(file, "train", asdict(config), RESUMABLE_CHANGES))
@@ -205,26 +214,33 @@ class SupernetRecipe:
                            disable=not self.ctx.is_main, dynamic_ncols=True)
         tokens_per_step = config.batch_size * config.seq_len
         started, window_steps = time.perf_counter(), 0
-        while self.step < self.total_steps:
-            losses, arch = self.train_step(self.step)
-            self.step += 1
-            if self.ctx.enabled and self.step % config.log_every == 0:
-                self._check_same_path(arch)
-            window_steps += 1
-            if self.ctx.is_main:
-                bar.set_postfix(loss=f"{losses.sum().item():.4f}")
-                bar.update(1)
-                elapsed = time.perf_counter() - started
-                tokens_per_s = window_steps * tokens_per_step / max(elapsed, 1e-9)
-                self._log_train(losses, tokens_per_s)
-                if self.step % config.log_every == 0:
-                    started, window_steps = time.perf_counter(), 0
-            if self.shrinker is not None and self.shrinker.due(self.step):
-                self.shrink()
-            if self.step % config.eval_every == 0 or self.step == self.total_steps:
-                self.log_dev(self.evaluate())
-            if self.step % config.save_every == 0 or self.step == self.total_steps:
-                self.save_checkpoint()
+        with StopSignals() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130 / 143
+            while self.step < self.total_steps:
+                losses, arch = self.train_step(self.step)
+                self.step += 1
+                if self.ctx.enabled and self.step % config.log_every == 0:
+                    self._check_same_path(arch)
+                window_steps += 1
+                if self.ctx.is_main:
+                    bar.set_postfix(loss=f"{losses.sum().item():.4f}")
+                    bar.update(1)
+                    elapsed = time.perf_counter() - started
+                    tokens_per_s = window_steps * tokens_per_step / max(elapsed, 1e-9)
+                    self._log_train(losses, tokens_per_s)
+                    if self.step % config.log_every == 0:
+                        started, window_steps = time.perf_counter(), 0
+                if self.shrinker is not None and self.shrinker.due(self.step):
+                    self.shrink()
+                if self.step % config.eval_every == 0 or self.step == self.total_steps:
+                    self.log_dev(self.evaluate())
+                stopping = stop.requested(self.ctx)  # every rank, the same answer
+                if stopping or self.step % config.save_every == 0 or self.step == self.total_steps:
+                    self.save_checkpoint()
+                if stopping:
+                    bar.close()
+                    resume = resume_command("train-supernet", ["--config", str(self.run_dir / "config.json")])
+                    raise stop.interrupted(f"checkpoint {self.run_dir / 'checkpoints' / f'step-{self.step}'}; "
+                                           f"resume with: {resume}")
         bar.close()
         self.write_block_table()
 
@@ -368,14 +384,15 @@ class SupernetRecipe:
             print(f"resuming from {checkpoint} (step {self.step})")
 
     def cleanup(self, completed: bool = True) -> None:
+        """Close the logs, let go of the run folder, leave the process group."""
         if self.metrics is not None:
             self.metrics.close()
+        self._held.close()
         cleanup_distributed(completed)
 
 
 def train_supernet(config: TrainConfig) -> Path:
     """Run (or resume) a supernet training; returns the run folder."""
-    created = not Path(config.output).exists()
     recipe = SupernetRecipe(config)
     completed = False
     try:
@@ -383,8 +400,11 @@ def train_supernet(config: TrainConfig) -> Path:
         recipe.train()
         completed = True
     except UserError:
-        if created and not config.resume:  # nothing half-written: a run that never started leaves no folder
-            shutil.rmtree(config.output, ignore_errors=True)
+        if recipe.folder is not None and not config.resume:  # a run that never started leaves no folder it made
+            recipe.folder.discard = True
+        raise
+    except Interrupted:
+        completed = True  # every rank stopped at the same step and saved: leave the group in step
         raise
     finally:
         recipe.cleanup(completed)
