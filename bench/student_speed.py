@@ -32,18 +32,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     h = args.hidden
     bert = BertModel(BertConfig(hidden_size=h, num_hidden_layers=args.layers, num_attention_heads=h // 64,
-                                intermediate_size=4 * h), add_pooling_layer=False).eval()
+                                intermediate_size=4 * h), add_pooling_layer=False).eval().to(args.device)
     arch = f"{h}:" + ",".join(["M", "F"] * args.layers)
     shape = dict(arch=arch, vocab_size=bert.config.vocab_size, embedding_size=h, hidden_size=h, head_dim=64)
     student = NasbertModel(NasbertConfig(**shape, embedding_projection=False, output_projection=False),
-                           add_pooling_layer=False).eval()
-    projected = NasbertModel(NasbertConfig(**shape), add_pooling_layer=False).eval()
+                           add_pooling_layer=False).eval().to(args.device)
+    projected = NasbertModel(NasbertConfig(**shape), add_pooling_layer=False).eval().to(args.device)
     n_bert = sum(p.numel() for p in bert.parameters())
     n_student = sum(p.numel() for p in student.parameters())
     print(f"BERT-shaped: {args.layers} layers x {h}, params BertModel {n_bert:,} / student {n_student:,}; "
@@ -51,7 +52,7 @@ def main() -> None:
     assert n_bert == n_student, "the student is not the same shape as the BertModel"
 
     for batch in args.batch_sizes:
-        ids = torch.randint(1, bert.config.vocab_size, (batch, args.seq_len))
+        ids = torch.randint(1, bert.config.vocab_size, (batch, args.seq_len), device=args.device)
         mask = torch.ones_like(ids)
 
         def run(model):
@@ -62,8 +63,9 @@ def main() -> None:
 
         repeats = args.repeats if batch <= 8 else max(3, args.repeats // 3)
         t = interleaved_medians({"bert": run(bert), "student": run(student), "projected": run(projected)},
-                                repeats=repeats)
-        print(f"batch {batch:>3} x seq {args.seq_len}: student/BertModel = {t['student'] / t['bert']:.3f} "
+                                repeats=repeats, device=args.device)
+        print(f"{args.device} batch {batch:>3} x seq {args.seq_len}: "
+              f"student/BertModel = {t['student'] / t['bert']:.3f} "
               f"(target <= 1.05); with projections {t['projected'] / t['bert']:.3f}")
 
 

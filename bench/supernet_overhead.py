@@ -37,25 +37,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--with-embeddings", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
     space = SearchSpace()
-    supernet = Supernet(space).train()
+    supernet = Supernet(space).train().to(args.device)
     rng = np.random.default_rng(args.seed)
-    hidden = torch.randn(args.batch_size, args.seq_len, space.hidden_size)
-    ids = torch.randint(1, space.vocab_size, (args.batch_size, args.seq_len))
-    mask = torch.ones(args.batch_size, args.seq_len, dtype=torch.long)
+    hidden = torch.randn(args.batch_size, args.seq_len, space.hidden_size, device=args.device)
+    ids = torch.randint(1, space.vocab_size, (args.batch_size, args.seq_len), device=args.device)
+    mask = torch.ones(args.batch_size, args.seq_len, dtype=torch.long, device=args.device)
     attn_mask, pad_mask = padding_masks(mask, hidden.dtype)
 
     ratios = []
-    print(f"batch {args.batch_size} x seq {args.seq_len}, {args.threads} threads, fwd+bwd, median of "
+    print(f"{args.device}: batch {args.batch_size} x seq {args.seq_len}, {args.threads} threads, fwd+bwd, median of "
           f"{args.repeats}")
     print(f"{'supernet ms':>12} {'student ms':>11} {'ratio':>6}  arch")
     for _ in range(args.archs):
         arch = space.sample(rng)
-        student = extract_student(supernet, arch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+        student = extract_student(supernet, arch, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        student = student.train().to(args.device)
 
         def supernet_step():
             supernet.zero_grad(set_to_none=True)
@@ -69,7 +71,8 @@ def main() -> None:
                 out, _ = student.encoder(hidden, attn_mask, pad_mask)
             out.pow(2).mean().backward()
 
-        t = interleaved_medians({"supernet": supernet_step, "student": student_step}, repeats=args.repeats)
+        t = interleaved_medians({"supernet": supernet_step, "student": student_step}, repeats=args.repeats,
+                                device=args.device)
         ratios.append(t["supernet"] / t["student"])
         print(f"{t['supernet'] * 1e3:12.1f} {t['student'] * 1e3:11.1f} {ratios[-1]:6.3f}  {arch}", flush=True)
     print(f"median supernet/student time ratio over {args.archs} archs: {statistics.median(ratios):.3f} "

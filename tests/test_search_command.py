@@ -98,14 +98,15 @@ def test_latency_budget_without_a_table_is_refused(searched, capsys):
 def test_search_measures_the_leaders_and_the_winner_fits_as_measured(searched, capsys):
     root, run, lut = searched
     output = root / "measured.json"
-    budget_ms = lut.predict_ms(lut.space.largest_arch())  # roomy: the largest student fits as predicted
+    # Roomy (3x the largest student's prediction), so a test machine busier than when the table was made still
+    # finds a student that fits as measured; search never returns one over the budget with exit 0.
+    budget_ms = 3 * lut.predict_ms(lut.space.largest_arch())
     assert main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"),
                  "--top-k", "4", "--recheck-batches", "1", "--measure", "2", "--output", str(output)]) == 0
     assert "meas ms" in capsys.readouterr().out
     budget = json.loads(output.read_text())["budgets"][0]
-    assert budget["winner"]["measured_latency_ms"] > 0 and budget["note"]
-    if budget["winner"]["measured_latency_ms"] <= budget_ms:
-        assert budget["note"].startswith("winner measured")
+    assert 0 < budget["winner"]["measured_latency_ms"] <= budget_ms
+    assert budget["note"].startswith("winner measured")
 
 
 def _candidates(predicted: list[float], prefix: str = "arch") -> list[Candidate]:
