@@ -5,4 +5,14 @@ at the top (config dataclasses, `base`); torch, transformers and datasets load i
 `nasbert --help` starts at once (tests/test_cli.py checks both).
 """
 
-from nasbert.commands import convert, export, finetune, info, latency, quickstart, search, train_supernet  # noqa: F401
+from nasbert.commands import (  # noqa: F401
+    convert,
+    distill,
+    export,
+    finetune,
+    info,
+    latency,
+    quickstart,
+    search,
+    train_supernet,
+)

@@ -17,14 +17,27 @@ loss). The refinement features (`nasbert.export.refine` computes them):
     attention_qkv    {q, k, v: (B, T, H), heads, head_dim}     {q, k, v: (B, T, D)} of the last attention layer
 
 Adding a loss is one entry: `register_loss("name", MyLoss())`, then `--losses name`. The total a student
-optimises is the sum of each loss times its `weight`. torch is imported inside the two calls that need its
+optimises is the sum of each loss times its `weight`. torch is imported inside the calls that need its
 functions, so that reading the names (RefineConfig's validation, the command line's choices) does not load it.
+
+Task distillation (`nasbert distill`) has its own registry, `TASK_LOSSES`, beside this one rather than in it:
+its losses read other features (a task head's logits and labels, the layers a `--layer-map` pairs), a recipe
+stage gives each its weight (so `weight` is not used), and refinement's `--losses` must not offer them. Their
+features (`nasbert.finetune.distill` computes them; the third argument is a `TaskContext`):
+
+    feature      teacher                                      student
+    logits       (B, k) of its task head                      (B, k) of its task head
+    task_loss    -                                            () the model's own loss on the labels
+    states       {t: (B, T, H)} output of mapped layer t      {s: (B, T, w_s)} output of mapped layer s
+    embeddings   (B, T, H) the embedding output               (B, T, E)
+    attention    {t: (B, h, T, T)} scores Q K^T / sqrt(d)      {s: (B, h_s, T, T)}, for the attention pairs
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -157,3 +170,175 @@ def active_losses(names: Collection[str], registry: Mapping[str, DistillationLos
     chosen = set(names)
     chosen |= {required for name in names for required in registry[name].requires}
     return [name for name in registry if name in chosen]
+
+
+# ---- task distillation (`nasbert distill`) ----------------------------------------------------------------------
+
+
+def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+             regression: bool) -> torch.Tensor:
+    """KL(teacher || student) of the logits softened by T, times T^2 (Hinton et al.); for regression the MSE of the
+    predictions. The same operations as `nasbert finetune --teacher`, so `distill --recipe kd` matches it."""
+    import torch.nn.functional as F
+
+    if regression:
+        return F.mse_loss(student_logits.float(), teacher_logits.float())
+    t = temperature
+    student_log_probs = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, k)
+    teacher_log_probs = F.log_softmax(teacher_logits.float() / t, dim=-1)  # (B, k)
+    return F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True) * t * t
+
+
+def patience_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.Tensor:
+    """BERT-PKD's L_PT: MSE of the L2-normalised [CLS] vectors, both (B, layers, H), averaged over every element
+    (the authors' `patience_loss`: F.normalize over the hidden axis, then F.mse_loss)."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(F.normalize(student_cls.float(), p=2, dim=-1), F.normalize(teacher_cls.float(), p=2, dim=-1))
+
+
+def attention_score_mse(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor | None
+                        ) -> torch.Tensor:
+    """MSE of attention scores (B, h, T, T) over real (query, key) pairs; with different head counts, of the
+    head-mean maps (B, 1, T, T)."""
+    if student.shape[1] != teacher.shape[1]:
+        student, teacher = student.mean(1, keepdim=True), teacher.mean(1, keepdim=True)
+    squared = (student.float() - teacher.float()).pow(2)  # (B, h, T, T)
+    if attention_mask is None:
+        return squared.mean()
+    keep = attention_mask.to(squared.dtype)
+    pairs = keep[:, None, :, None] * keep[:, None, None, :]  # (B, 1, T, T): 1 where query and key are tokens
+    return (squared * pairs).sum() / (pairs.sum() * squared.shape[1]).clamp_min(1.0)
+
+
+@dataclass
+class TaskContext:
+    """What a task loss needs besides the features: the layer pairs, the KD settings, the learned projections."""
+
+    pairs: list[tuple[int, int]] = field(default_factory=list)  # (student layer, teacher layer) of --layer-map
+    attention_pairs: list[tuple[int, int]] = field(default_factory=list)  # the pairs whose student has attention
+    temperature: float = 1.0
+    regression: bool = False
+    attention_mask: Any = None  # (B, T), 1 = token
+    projections: Mapping[str, Callable] = field(default_factory=dict)  # name -> module, student width -> teacher's
+    training: bool = True
+
+    def project(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x through the learned map `name`, or x itself where there is none (the widths already agree)."""
+        return self.projections[name](x) if name in self.projections else x
+
+
+class TaskLoss(DistillationLoss):
+    """A task-distillation loss; `projection` names the learned student -> teacher width maps it reads:
+    "{projection}.s{s}" per mapped layer, or "embedding"; `always_project`: learn one even where widths agree."""
+
+    projection: str | None = None
+    always_project: bool = True
+
+
+class HardLoss(TaskLoss):
+    """The task loss on the labels (cross-entropy, or MSE for regression): the model's own."""
+
+    student_needs = frozenset({"task_loss"})
+    label = "task loss"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        return student["task_loss"]
+
+
+class SoftLoss(TaskLoss):
+    """Soft labels: T^2 KL(softmax(z_t / T) || softmax(z_s / T)), the MSE of the predictions for regression."""
+
+    needs = student_needs = frozenset({"logits"})
+    label = "soft-label loss"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        return logit_kd(student["logits"], teacher["logits"], config.temperature, config.regression)
+
+
+class LogitMseLoss(TaskLoss):
+    """MSE of the logits (XtremeDistil's logit regression)."""
+
+    needs = student_needs = frozenset({"logits"})
+    label = "logit MSE"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.mse_loss(student["logits"].float(), teacher["logits"].float())
+
+
+class PatientLoss(TaskLoss):
+    """BERT-PKD's patient loss over the mapped layers' [CLS] vectors (a learned map only where widths differ)."""
+
+    needs = student_needs = frozenset({"states"})
+    projection, always_project = "pkd", False
+    label = "patient [CLS] loss"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        import torch
+
+        s_cls = torch.stack([config.project(f"pkd.s{s}", student["states"][s][:, 0]) for s, _ in config.pairs], 1)
+        t_cls = torch.stack([teacher["states"][t][:, 0] for _, t in config.pairs], 1)  # (B, layers, H)
+        return patience_loss(s_cls, t_cls)
+
+
+class HiddenMseLoss(TaskLoss):
+    """TinyBERT's hidden loss: sum over the mapped layers of MSE(H_s W_h, H_t), real tokens only."""
+
+    needs = student_needs = frozenset({"states"})
+    projection = "hidden"
+    label = "hidden-state MSE"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        return sum(masked_mse(config.project(f"hidden.s{s}", student["states"][s]), teacher["states"][t],
+                              config.attention_mask) for s, t in config.pairs)
+
+
+class EmbeddingMseLoss(TaskLoss):
+    """TinyBERT's embedding loss: MSE(E_s W_e, E_t), real tokens only."""
+
+    needs = student_needs = frozenset({"embeddings"})
+    projection = "embedding"
+    label = "embedding MSE"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        return masked_mse(config.project("embedding", student["embeddings"]), teacher["embeddings"],
+                          config.attention_mask)
+
+
+class AttentionMseLoss(TaskLoss):
+    """TinyBERT's attention loss: sum over the attention pairs of the MSE of unnormalised scores."""
+
+    needs = student_needs = frozenset({"attention"})
+    label = "attention-score MSE"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        import torch
+
+        terms = [attention_score_mse(student["attention"][s], teacher["attention"][t], config.attention_mask)
+                 for s, t in config.attention_pairs]
+        return sum(terms) if terms else torch.zeros((), device=config.attention_mask.device)
+
+
+class ClsMseLoss(TaskLoss):
+    """XtremeDistil's representation loss: sum over the mapped layers of MSE(Dense(dropout([CLS]_s)), [CLS]_t)."""
+
+    needs = student_needs = frozenset({"states"})
+    projection = "cls"
+    label = "[CLS] MSE"
+    dropout = 0.1
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return sum(F.mse_loss(config.project(f"cls.s{s}", F.dropout(student["states"][s][:, 0].float(),
+                                                                    self.dropout, config.training)),
+                              teacher["states"][t][:, 0].float()) for s, t in config.pairs)
+
+
+# Task-distillation losses; a recipe stage names them with their weights.
+TASK_LOSSES: dict[str, TaskLoss] = {
+    "hard": HardLoss(), "soft": SoftLoss(), "logit_mse": LogitMseLoss(), "pkd": PatientLoss(),
+    "hidden_mse": HiddenMseLoss(), "embedding_mse": EmbeddingMseLoss(), "attention_mse": AttentionMseLoss(),
+    "cls_mse": ClsMseLoss()}
