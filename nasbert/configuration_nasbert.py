@@ -17,9 +17,20 @@ class NasbertConfig(_BaseConfig):
     hidden state can be distilled against the teacher's).
     `embedding_projection` / `output_projection` = False drop the E -> w_1 and w_N -> H linears where the
     sizes already agree (a hand-designed, BERT-shaped student); students from a supernet always have them.
+
+    The teacher's conventions (their defaults are BERT's, so every older student folder computes as before):
+    `type_vocab_size` 0 = no token-type embeddings (DistilBERT, MPNet; token_type_ids are then ignored);
+    `position_padding_idx` p numbers positions as RoBERTa / XLM-R / MPNet do, p+1, p+2, .. for tokens that are not
+    padding and p for padding (None: 0, 1, ..); `hidden_act` and `layer_norm_eps` are the teacher's;
+    `embedding_layer_norm_eps` (None: layer_norm_eps) is the embeddings' own, for a student whose layers keep
+    another eps (a student extracted from a supernet keeps the supernet's).
     """
 
     model_type = "nasbert_student"
+    # Conventions that are None by default live on the class, so a config that leaves them None writes no key
+    # (config.json of a BERT teacher's student stays what it was before they existed).
+    position_padding_idx = None
+    embedding_layer_norm_eps = None
 
     def __init__(
         self,
@@ -41,6 +52,8 @@ class NasbertConfig(_BaseConfig):
         tie_word_embeddings: bool = True,
         embedding_projection: bool = True,
         output_projection: bool = True,
+        position_padding_idx: int | None = None,
+        embedding_layer_norm_eps: float | None = None,
         **kwargs,
     ):
         # Own attributes first: transformers 5 validates in super().__init__.
@@ -60,6 +73,10 @@ class NasbertConfig(_BaseConfig):
         self.initializer_range = initializer_range
         self.embedding_projection = embedding_projection
         self.output_projection = output_projection
+        if position_padding_idx is not None:
+            self.position_padding_idx = position_padding_idx
+        if embedding_layer_norm_eps is not None:
+            self.embedding_layer_norm_eps = embedding_layer_norm_eps
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     @property

@@ -2,7 +2,7 @@
 
 Imports only torch and transformers (and its own config beside it): this file is copied into every
 exported student folder and must run where nasbert is not installed. That is also why it is one file of
-~420 lines (transformers' one-file-per-model policy) rather than split.
+~440 lines (transformers' one-file-per-model policy) rather than split.
 
 Shape of the network (B batch, T tokens, E embedding size, w_n width of block n, H hidden_size):
 
@@ -40,15 +40,20 @@ from .configuration_nasbert import NasbertConfig
 
 
 class NasbertEmbeddings(nn.Module):
-    """Word + position + token-type embeddings of size E, then LayerNorm and dropout (as BERT's)."""
+    """Word + position (+ token-type) embeddings of size E, then LayerNorm and dropout (as BERT's).
+
+    Follows the teacher's conventions: no token-type table when type_vocab_size is 0; with position_padding_idx p,
+    positions are numbered from the input ids as RoBERTa's are (see `padding_position_ids`)."""
 
     def __init__(self, config: NasbertConfig):
         super().__init__()
         e = config.embedding_size
+        self.position_padding_idx = padding = getattr(config, "position_padding_idx", None)
         self.word_embeddings = nn.Embedding(config.vocab_size, e, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, e)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, e)
-        self.LayerNorm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, e, padding_idx=padding)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size > 0 else None
+        eps = getattr(config, "embedding_layer_norm_eps", None)
+        self.LayerNorm = nn.LayerNorm(e, eps=config.layer_norm_eps if eps is None else eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.register_buffer("position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)),
                              persistent=False)
@@ -59,10 +64,22 @@ class NasbertEmbeddings(nn.Module):
         seq_len = inputs_embeds.shape[1]
         if position_ids is None:
             position_ids = self.position_ids[:, :seq_len]
-        if token_type_ids is None:
-            token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
-        embeddings = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+            if self.position_padding_idx is not None:
+                position_ids = (padding_position_ids(input_ids, self.position_padding_idx) if input_ids is not None
+                                else position_ids + self.position_padding_idx + 1)
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))  # (B, T, E)
+
+
+def padding_position_ids(input_ids: torch.Tensor, padding_idx: int) -> torch.Tensor:
+    """RoBERTa's (fairseq's) position ids (B, T): padding_idx + 1, + 2, .. for tokens that are not padding_idx,
+    padding_idx for those that are."""
+    real = input_ids.ne(padding_idx).int()
+    return (torch.cumsum(real, dim=1).type_as(real) * real).long() + padding_idx
 
 
 def split_op(op: str) -> tuple[str, int]:

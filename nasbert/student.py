@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,12 +18,20 @@ EMBEDDING_KEYS = ("word_embeddings.weight", "position_embeddings.weight", "token
                   "LayerNorm.weight", "LayerNorm.bias")
 
 
-def student_config(space: SearchSpace, arch: Arch | str, **overrides: Any) -> NasbertConfig:
-    """The config of a student of `arch` in `space` (overrides: dropout, pad_token_id, num_labels, ...)."""
+def student_config(space: SearchSpace, arch: Arch | str, conventions: Mapping[str, Any] | None = None,
+                   **overrides: Any) -> NasbertConfig:
+    """The config of a student of `arch` in `space`.
+
+    The space gives the teacher's sizes (vocab, positions, token types, E, H); `conventions` the config keys of
+    the teacher's computation that the space does not hold (hidden_act, layer_norm_eps, position_padding_idx:
+    `Teacher.student_conventions()`, a plain mapping so this file stays below nasbert.common); `overrides`
+    anything else (dropout, pad_token_id, num_labels, ...). Without conventions the student is BERT's.
+    """
     arch = space.validate(arch)
     values = dict(arch=str(arch), vocab_size=space.vocab_size, embedding_size=space.embedding_dim,
                   hidden_size=space.hidden_size, head_dim=space.head_dim, ffn_ratio=space.ffn_ratio,
                   max_position_embeddings=space.max_position_embeddings, type_vocab_size=space.type_vocab_size)
+    values.update(conventions or {})
     values.update(overrides)
     return NasbertConfig(**values)
 

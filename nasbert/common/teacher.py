@@ -1,19 +1,22 @@
-"""The teacher: any BERT-like Hugging Face encoder, frozen; its hidden states at block boundaries.
+"""The teacher: a frozen Hugging Face encoder of a supported family; its hidden states at block boundaries.
 
 Block-wise distillation needs only hidden states, so the MLM head is optional. The search space is
 derived from the teacher: its L layers split into N blocks of L/N teacher layers, each student block has
 2*L/N layers (one teacher layer ~ an MHA layer + an FFN layer), projections map to its hidden size.
+The hidden state entering block 1 (Y_0) is the one entering the teacher's layer 1, after any embedding projection.
 
-Where weights are copied from the teacher (ETD, refinement's attention relations), its parts are read
-through an adaptor, one per `config.model_type` in `TEACHER_FAMILIES` (as TextBrewer's adaptors): a
-layer's query/key/value/attention output/FFN in/out/norms (`Teacher.layer(t)`), the embeddings
-(`Teacher.embedding_parts`) and the MLM head (`Teacher.mlm_head_parts()`). Nothing outside this file spells a
-family's module paths; a new family is one entry.
+Where weights are copied from the teacher (ETD, inheritance, refinement's attention relations and MLM head), its
+parts are read through an adaptor, one per `config.model_type` in `TEACHER_FAMILIES`
+(`nasbert/common/teacher_adaptors.py`, as TextBrewer's adaptors): a layer's query/key/value/attention output/FFN
+in/out/norms (`Teacher.layer(t)`), the embeddings (`Teacher.embedding_parts`), the MLM head
+(`Teacher.mlm_head_parts()`) and the conventions a student must share (`Teacher.conventions`: sizes, position
+ids, token types, activation, layer-norm eps). A model_type without an adaptor is refused where the teacher is
+loaded, with one sentence naming the supported families.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,84 +25,21 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from nasbert.common.teacher_adaptors import (
+    TEACHER_FAMILIES,
+    TeacherConventions,
+    TeacherEmbeddings,
+    TeacherFamily,
+    TeacherLayer,
+    TeacherMLMHead,
+)
 from nasbert.errors import UserError
 from search_space import SearchSpace
 
+__all__ = ["TEACHER_FAMILIES", "Teacher", "TeacherConventions", "TeacherEmbeddings", "TeacherFamily",
+           "TeacherLayer", "TeacherMLMHead", "default_num_blocks", "load_teacher", "teacher_family", "teacher_space"]
+
 NASBERT_WIDTHS = (128, 192, 256, 384, 512)
-
-
-# ---- the adaptor: a family's parts under one set of names ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TeacherLayer:
-    """One post-LN encoder layer: x = attn_norm(x + attn_out(attention(query, key, value))),
-    then x = ffn_norm(x + ffn_out(act(ffn_in(x))))."""
-
-    query: nn.Linear
-    key: nn.Linear
-    value: nn.Linear
-    attn_out: nn.Linear  # its input is the heads' outputs, concatenated (B, T, H)
-    attn_norm: nn.LayerNorm
-    ffn_in: nn.Linear
-    ffn_out: nn.Linear
-    ffn_norm: nn.LayerNorm
-
-
-@dataclass(frozen=True)
-class TeacherEmbeddings:
-    """word + position (+ token type) embeddings, then `norm`; position p is row `position_offset + p`."""
-
-    word: nn.Embedding
-    position: nn.Embedding
-    token_type: nn.Embedding | None  # None: the family has no token types
-    norm: nn.LayerNorm
-    position_offset: int = 0
-
-
-@dataclass(frozen=True)
-class TeacherMLMHead:
-    """The MLM head's transform (dense, activation, norm) and the decoder's bias (its weight is the embeddings')."""
-
-    dense: nn.Linear
-    norm: nn.LayerNorm
-    decoder_bias: torch.Tensor
-
-
-@dataclass(frozen=True)
-class TeacherFamily:
-    """How one `config.model_type` names its parts; functions of the base model, a layer, or the MLM head."""
-
-    encoder_layers: Callable[[nn.Module], nn.ModuleList]
-    layer: Callable[[nn.Module], TeacherLayer]
-    embeddings: Callable[[nn.Module], TeacherEmbeddings]
-    mlm_head_path: str | None = None  # where an AutoModelForMaskedLM keeps its head, e.g. "cls.predictions"
-    mlm_head: Callable[[nn.Module], TeacherMLMHead] | None = None
-
-
-def _bert_layer(layer: nn.Module) -> TeacherLayer:
-    attention = layer.attention
-    return TeacherLayer(query=attention.self.query, key=attention.self.key, value=attention.self.value,
-                        attn_out=attention.output.dense, attn_norm=attention.output.LayerNorm,
-                        ffn_in=layer.intermediate.dense, ffn_out=layer.output.dense, ffn_norm=layer.output.LayerNorm)
-
-
-def _bert_embeddings(model: nn.Module) -> TeacherEmbeddings:
-    e = model.embeddings
-    return TeacherEmbeddings(word=e.word_embeddings, position=e.position_embeddings,
-                             token_type=e.token_type_embeddings, norm=e.LayerNorm)
-
-
-def _bert_mlm_head(head: nn.Module) -> TeacherMLMHead:
-    bias = head.bias if getattr(head, "bias", None) is not None else head.decoder.bias
-    return TeacherMLMHead(dense=head.transform.dense, norm=head.transform.LayerNorm, decoder_bias=bias)
-
-
-BERT = TeacherFamily(encoder_layers=lambda model: model.encoder.layer, layer=_bert_layer,
-                     embeddings=_bert_embeddings, mlm_head_path="cls.predictions", mlm_head=_bert_mlm_head)
-
-# config.model_type -> adaptor. sentence-transformers' all-MiniLM-L6-v2 is a BertModel.
-TEACHER_FAMILIES: dict[str, TeacherFamily] = {"bert": BERT}
 
 
 def teacher_family(model_type: str, where: str = "the teacher") -> TeacherFamily:
@@ -108,6 +48,21 @@ def teacher_family(model_type: str, where: str = "the teacher") -> TeacherFamily
         raise UserError(f"{where} is a {model_type!r} model, which nasbert cannot read; supported teacher "
                         f"families (config.model_type) are {', '.join(TEACHER_FAMILIES)}")
     return TEACHER_FAMILIES[model_type]
+
+
+def _conventions(family: TeacherFamily, config, where: str) -> TeacherConventions:
+    """The family's conventions of `config`; a config the adaptor cannot read is a UserError."""
+    reason = family.unsupported(config)
+    if reason is None:
+        try:
+            conventions = family.conventions(config)
+        except AttributeError as error:
+            reason = f"a config without {error.name!r}"
+    if reason is None and not isinstance(conventions.hidden_act, str):
+        reason = f"a model whose activation is not named ({conventions.hidden_act!r})"
+    if reason is not None:
+        raise UserError(f"{where} is {reason}, which the {family.label} adaptor cannot read")
+    return conventions
 
 
 # ---- the teacher ----------------------------------------------------------------------------------------------
@@ -141,12 +96,26 @@ class Teacher:
         return teacher_family(getattr(self.config, "model_type", None), f"the teacher {self.name}")
 
     @property
+    def conventions(self) -> TeacherConventions:
+        """Sizes, position ids, token types, activation and eps, under one set of names for every family."""
+        return _conventions(self.family, self.config, f"the teacher {self.name}")
+
+    def student_conventions(self) -> dict[str, object]:
+        """The student config keys (NasbertConfig) that make a student compute as this teacher does, beyond the
+        sizes its search space holds: activation, layer-norm eps, position numbering."""
+        conventions = self.conventions
+        return {"hidden_act": conventions.hidden_act, "layer_norm_eps": conventions.layer_norm_eps,
+                "position_padding_idx": conventions.position_padding_idx}
+
+    @property
     def embeddings(self) -> nn.Module:
-        """The embeddings module: input_ids -> hidden_states[0]."""
+        """The embeddings module: input_ids -> hidden_states[0], or, where the family factorises its embeddings
+        (`embedding_parts.projection`), the E-wide input of that projection."""
         return self.model.embeddings
 
     @property
-    def encoder_layers(self) -> nn.ModuleList:
+    def encoder_layers(self) -> Sequence[nn.Module]:
+        """The module each depth applies (ALBERT: the one shared layer, L times)."""
         return self.family.encoder_layers(self.model)
 
     def layer(self, t: int) -> TeacherLayer:
@@ -160,9 +129,9 @@ class Teacher:
     def mlm_head_parts(self, head: nn.Module | None = None) -> TeacherMLMHead | None:
         """The parts of an MLM head of this family (default: the teacher's own), or None without one."""
         head = head if head is not None else self.mlm_head
-        if head is None or self.family.mlm_head is None:
+        if head is None or self.family.mlm_head_parts is None:
             return None
-        return self.family.mlm_head(head)
+        return self.family.mlm_head_parts(head)
 
     @torch.no_grad()
     def block_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -180,7 +149,7 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
                  with_mlm_head: bool = False) -> Teacher:
     """Load a frozen teacher (local folder or hub name); a folder without a model is a UserError.
 
-    With `with_mlm_head`, a BERT-style MLM head is loaded too where the checkpoint holds one (else None).
+    With `with_mlm_head`, the family's MLM head is loaded too where the checkpoint holds a trained one (else None).
     """
     path = Path(name_or_path)
     if path.exists() and not (path / "config.json").exists():
@@ -190,6 +159,7 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load a teacher from {name_or_path}: {str(error).splitlines()[0]}") from None
     family = teacher_family(getattr(config, "model_type", None), f"the teacher at {name_or_path}")
+    _conventions(family, config, f"the teacher at {name_or_path}")
     for attribute in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"):
         if not hasattr(config, attribute):
             raise UserError(f"the teacher at {name_or_path} is not a BERT-like encoder (no {attribute})")
@@ -205,12 +175,11 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
     mlm_head = None
     try:
         model = None
-        if with_mlm_head and family.mlm_head_path is not None:
+        if with_mlm_head and family.mlm_head is not None:
             mlm_model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
-            head = _submodule(mlm_model, family.mlm_head_path)
-            prefix = family.mlm_head_path.split(".")[0] + "."
-            if head is not None and not any(key.startswith(prefix) for key in info["missing_keys"]):
-                model, mlm_head = mlm_model.base_model, head.to(device).eval().requires_grad_(False)
+            if not any(key.startswith(family.mlm_head_prefixes) for key in info["missing_keys"]):
+                model = mlm_model.base_model
+                mlm_head = family.mlm_head(mlm_model).to(device).eval().requires_grad_(False)
         if model is None:
             model = AutoModel.from_pretrained(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -227,24 +196,20 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
     return Teacher(model=model, tokenizer=tokenizer, num_blocks=num_blocks, name=str(name_or_path), mlm_head=mlm_head)
 
 
-def _submodule(model: nn.Module, path: str) -> nn.Module | None:
-    """model.a.b for path 'a.b', or None where a part is missing."""
-    for name in path.split("."):
-        model = getattr(model, name, None)
-    return model
-
-
 def teacher_space(teacher: Teacher, widths: tuple[int, ...] | None = None, **overrides) -> SearchSpace:
-    """The NAS-BERT space for this teacher: its hidden size, vocab, positions and head size."""
-    config = teacher.config
-    hidden = config.hidden_size
-    head_dim = hidden // config.num_attention_heads
+    """The NAS-BERT space for this teacher: its hidden size, vocab, positions, token types, head size and, where it
+    factorises its embeddings, their size E."""
+    conventions = teacher.conventions
+    hidden = conventions.hidden_size
+    head_dim = conventions.head_dim
     if widths is None:
         widths = tuple(w for w in NASBERT_WIDTHS if w <= hidden and w % head_dim == 0) or (hidden,)
     values = dict(num_blocks=teacher.num_blocks, layers_per_block=2 * teacher.layers_per_block, widths=tuple(widths),
-                  head_dim=head_dim, hidden_size=hidden, vocab_size=config.vocab_size,
-                  max_position_embeddings=config.max_position_embeddings,
-                  type_vocab_size=getattr(config, "type_vocab_size", 2))
+                  head_dim=head_dim, hidden_size=hidden, vocab_size=teacher.config.vocab_size,
+                  max_position_embeddings=conventions.max_position_embeddings,
+                  type_vocab_size=conventions.type_vocab_size)
+    if conventions.embedding_size != hidden:
+        values["embedding_size"] = conventions.embedding_size
     values.update(overrides)
     try:
         return SearchSpace(**values)

@@ -13,6 +13,13 @@
 In every init but scratch, embeddings keep E of the teacher's hidden dimensions (all of them when E = H, in
 the teacher's order; else the E most important) and, where the teacher has an MLM head, the student's head
 starts from it (its transform reduced to the same E dimensions; the decoder is tied to the embeddings).
+A teacher that factorises its embeddings (ELECTRA, ALBERT: E-wide, then a projection E -> H) gives the student
+all E of them, and the student's first projection E -> w_1 is the teacher's projection followed by what the
+init reads from the H-wide state (the supernet's first projection, or ETD's selection of dimensions).
+
+Every student follows the teacher's conventions (`Teacher.student_conventions()`: position numbering, token
+types, activation, layer-norm eps); a student extracted from the supernet keeps the supernet's GELU and eps in
+its layers, so that it computes what the supernet computed, and the teacher's eps in its embeddings.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ from nasbert.train_supernet.etd import (
 from search_space import Arch, SearchSpace
 from supernet import Supernet
 
+SUPERNET_CONVENTIONS = {"hidden_act": "gelu", "layer_norm_eps": 1e-12}  # supernet/: F.gelu, Supernet's default eps
+
 
 def embedding_dims(order: ImportanceOrder | None, hidden_size: int, embedding_size: int) -> torch.Tensor:
     """Which teacher hidden dimensions the student's embeddings keep."""
@@ -44,6 +53,18 @@ def embedding_dims(order: ImportanceOrder | None, hidden_size: int, embedding_si
     if order is None:
         raise ValueError("a reduced embedding size needs an importance order")
     return order.hidden[:embedding_size]
+
+
+def student_conventions(init: str, teacher: Teacher) -> dict[str, object]:
+    """The teacher's conventions for a student of `init`; the supernet's activation and eps in a supernet student's
+    layers (its embeddings keep the teacher's eps)."""
+    conventions = teacher.student_conventions()
+    if init == "supernet":
+        teacher_eps = conventions["layer_norm_eps"]
+        conventions.update(SUPERNET_CONVENTIONS)
+        if teacher_eps != conventions["layer_norm_eps"]:
+            conventions["embedding_layer_norm_eps"] = teacher_eps
+    return conventions
 
 
 @torch.no_grad()
@@ -56,11 +77,18 @@ def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, tea
         raise UserError(f"--init must be one of {', '.join(INITS)}, not {init!r}")
     arch = space.validate(arch)
     hidden = space.hidden_size
-    e = embedding_size or hidden
+    parts = teacher.embedding_parts
+    if parts.projection is not None:  # factorised: the student takes all E of the teacher's embeddings
+        e = parts.word.weight.shape[1]
+        if embedding_size not in (None, e):
+            raise UserError(f"the teacher's embeddings are {e} wide and projected to {hidden}; --embedding-size "
+                            f"must be {e} or left out")
+    else:
+        e = embedding_size or hidden
     if e > hidden:
         raise UserError(f"--embedding-size {e} is larger than the teacher's hidden size {hidden}")
-    config = student_config(space, arch, embedding_size=e, pad_token_id=teacher.tokenizer.pad_token_id,
-                            **config_overrides)
+    config = student_config(space, arch, student_conventions(init, teacher), embedding_size=e,
+                            pad_token_id=teacher.tokenizer.pad_token_id, **config_overrides)
     model = NasbertForMaskedLM(config)
     if init == "scratch":
         return model
@@ -68,17 +96,10 @@ def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, tea
         raise UserError("--init supernet needs a trained supernet run")
     if init.startswith("etd") and order is None:
         raise ValueError("ETD init needs an importance (or random) order")
-    dims = embedding_dims(order, hidden, e)
+    dims = torch.arange(e) if parts.projection is not None else embedding_dims(order, hidden, e)
     state = supernet.export_state(arch) if init == "supernet" else _etd_state(space, arch, teacher, order)
-    state.update(_embedding_state(teacher.embedding_parts, dims, space))
-    # The first projection reads the kept dims only: columns of the H-wide projection at those dims.
-    if init == "supernet":
-        state["encoder.blocks.0.projection.weight"] = state["encoder.blocks.0.projection.weight"][:, dims].clone()
-    else:
-        w1 = arch[0].width
-        selection = (order.hidden[:w1, None] == dims[None, :]).to(state["encoder.output_projection.weight"].dtype)
-        state["encoder.blocks.0.projection.weight"] = selection  # (w1, E): row r picks teacher dim order[r]
-        state["encoder.blocks.0.projection.bias"] = torch.zeros(w1)
+    state.update(_embedding_state(parts, dims, space))
+    state.update(_first_projection(state, init, arch, order, parts, dims))
     missing = set(state) - set(model.nasbert.state_dict())
     if missing:
         raise RuntimeError(f"inheritance produced names the student does not have: {sorted(missing)[:5]}")
@@ -89,16 +110,36 @@ def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, tea
     return model
 
 
+def _first_projection(state: dict[str, torch.Tensor], init: str, arch: Arch, order: ImportanceOrder | None,
+                      parts: TeacherEmbeddings, dims: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The student's first projection E -> w_1: what the init reads from the teacher's H-wide state entering layer 1
+    (the supernet's first projection, or ETD's selection of the w_1 most important dims), composed with how that
+    state is made from the kept embedding dims (the columns at `dims`, or the teacher's projection E -> H)."""
+    key = "encoder.blocks.0.projection"
+    if init == "supernet":
+        weight, bias = state[f"{key}.weight"], state[f"{key}.bias"]  # (w_1, H), (w_1,)
+    else:
+        w1 = arch[0].width
+        hidden = state["encoder.output_projection.weight"].shape[0]
+        weight = (order.hidden[:w1, None] == torch.arange(hidden)[None, :]).to(state[f"{key}.weight"].dtype)
+        bias = torch.zeros(w1)  # row r picks teacher dim order[r]
+    if parts.projection is None:
+        return {f"{key}.weight": weight[:, dims].clone(), f"{key}.bias": bias.clone()}
+    projection = parts.projection  # y = W_p e + b_p: (H, E), (H,)
+    return {f"{key}.weight": weight @ projection.weight, f"{key}.bias": weight @ projection.bias + bias}
+
+
 def _embedding_state(parts: TeacherEmbeddings, dims: torch.Tensor, space: SearchSpace) -> dict[str, torch.Tensor]:
-    """The student's embeddings (its names) from the teacher's, reduced to the kept dims; positions from the
-    teacher's row of position 0 on; a teacher without token types gives zero token-type embeddings."""
-    offset = parts.position_offset
-    token_type = (parts.token_type.weight if parts.token_type is not None
-                  else torch.zeros(space.type_vocab_size, parts.word.weight.shape[1]))
+    """The student's embeddings (its names) from the teacher's, reduced to the kept dims. The position table is the
+    teacher's whole table (the student numbers positions as the teacher does); a teacher without token types gives
+    none where the space has none, zeros where it has some."""
     weights = {"word_embeddings.weight": parts.word.weight,
-               "position_embeddings.weight": parts.position.weight[offset: offset + space.max_position_embeddings],
-               "token_type_embeddings.weight": token_type,
+               "position_embeddings.weight": parts.position.weight[: space.max_position_embeddings],
                "LayerNorm.weight": parts.norm.weight, "LayerNorm.bias": parts.norm.bias}
+    if space.type_vocab_size > 0:
+        weights["token_type_embeddings.weight"] = (
+            parts.token_type.weight if parts.token_type is not None
+            else torch.zeros(space.type_vocab_size, parts.word.weight.shape[1]))
     return {f"embeddings.{key}": (value[..., dims] if value.ndim > 1 else value[dims]).clone()
             for key, value in weights.items()}
 

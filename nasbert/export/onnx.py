@@ -78,7 +78,8 @@ def padded_inputs(config, batch_size: int, seq_len: int, seed: int = 0) -> dict[
     attention_mask = (positions < lengths[:, None]).astype(np.int64)  # (B, T)
     input_ids = rng.integers(0, config.vocab_size, size=(batch_size, seq_len), dtype=np.int64)
     input_ids = np.where(attention_mask == 1, input_ids, config.pad_token_id)
-    token_type_ids = rng.integers(0, getattr(config, "type_vocab_size", 1), size=(batch_size, seq_len), dtype=np.int64)
+    types = max(1, getattr(config, "type_vocab_size", 1))  # 0: a student without token types ignores them
+    token_type_ids = rng.integers(0, types, size=(batch_size, seq_len), dtype=np.int64)
     token_type_ids = token_type_ids * attention_mask
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 

@@ -23,6 +23,7 @@ through its adaptor (`Teacher.layer`), never by module path.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,33 +47,43 @@ class ImportanceOrder:
 
 def random_order(teacher: Teacher, seed: int = 0) -> ImportanceOrder:
     generator = torch.Generator().manual_seed(seed)
-    config = teacher.config
-    layers = config.num_hidden_layers
+    conventions = teacher.conventions
+    layers = len(teacher.encoder_layers)
     return ImportanceOrder(
-        hidden=torch.randperm(config.hidden_size, generator=generator),
-        heads=[torch.randperm(config.num_attention_heads, generator=generator) for _ in range(layers)],
-        neurons=[torch.randperm(config.intermediate_size, generator=generator) for _ in range(layers)],
+        hidden=torch.randperm(conventions.hidden_size, generator=generator),
+        heads=[torch.randperm(conventions.num_heads, generator=generator) for _ in range(layers)],
+        neurons=[torch.randperm(conventions.intermediate_size, generator=generator) for _ in range(layers)],
     )
 
 
 def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_id: int,
                      seed: int = 0) -> ImportanceOrder:
-    """ETD-Impt orders from a few batches of input ids (B, T)."""
+    """ETD-Impt orders from a few batches of input ids (B, T).
+
+    A layer module applied at several depths (ALBERT's shared layer) gets a head mask per depth (its calls are
+    counted); its FFN neurons get one score, the sum over its depths, in every depth's order."""
     model = teacher.model
-    config = teacher.config
-    num_heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    conventions = teacher.conventions
+    num_heads, head_dim = conventions.num_heads, conventions.head_dim
     layers = [teacher.layer(t) for t in range(len(teacher.encoder_layers))]
     head_masks = [torch.ones(num_heads, requires_grad=True) for _ in layers]
+    depths: dict[int, list[int]] = {}  # id of an attn_out module -> the depths that apply it, in order
+    for t, layer in enumerate(layers):
+        depths.setdefault(id(layer.attn_out), []).append(t)
 
-    def mask_heads(layer_index: int):
+    def mask_heads(module_depths: list[int]):
+        calls = itertools.count()
+
         def hook(module, inputs):
+            t = module_depths[next(calls) % len(module_depths)]  # each forward applies the module at each depth once
             context = inputs[0]  # (B, T, H): the heads' outputs, concatenated, entering attn_out
             shape = context.shape
-            masked = (context.view(*shape[:-1], num_heads, head_dim) * head_masks[layer_index][:, None]).view(shape)
+            masked = (context.view(*shape[:-1], num_heads, head_dim) * head_masks[t][:, None]).view(shape)
             return (masked, *inputs[1:])
         return hook
 
-    handles = [layer.attn_out.register_forward_pre_hook(mask_heads(i)) for i, layer in enumerate(layers)]
+    modules = {id(layer.attn_out): layer.attn_out for layer in layers}
+    handles = [module.register_forward_pre_hook(mask_heads(depths[key])) for key, module in modules.items()]
     # The embeddings are frozen: make their output a leaf that wants a gradient, for the hidden-dim scores.
     handles.append(teacher.embeddings.register_forward_hook(lambda module, inputs, output: output.requires_grad_()))
     ffn_params = [p for layer in layers for p in (layer.ffn_in.weight, layer.ffn_in.bias, layer.ffn_out.weight)]
@@ -81,8 +92,8 @@ def importance_order(teacher: Teacher, batches: list[torch.Tensor], mask_token_i
     for p in ffn_params:
         p.requires_grad_(True)
     head_scores = torch.zeros(len(layers), num_heads)
-    neuron_scores = torch.zeros(len(layers), config.intermediate_size)
-    hidden_scores = torch.zeros(config.hidden_size)
+    neuron_scores = torch.zeros(len(layers), conventions.intermediate_size)
+    hidden_scores = torch.zeros(conventions.hidden_size)
     generator = torch.Generator().manual_seed(seed)
     try:
         for input_ids in batches:
@@ -124,7 +135,7 @@ def head_rows(head_order: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 def matching_head_dim(space_head_dim: int, teacher: Teacher) -> int:
     """The teacher's head size, which ETD needs the space to share (heads are copied whole)."""
-    teacher_head_dim = teacher.config.hidden_size // teacher.config.num_attention_heads
+    teacher_head_dim = teacher.conventions.head_dim
     if space_head_dim != teacher_head_dim:
         raise UserError(f"ETD needs the space's head dim to equal the teacher's ({teacher_head_dim}), "
                         f"not {space_head_dim}")
@@ -175,11 +186,11 @@ def teacher_copy(op: str) -> TeacherCopy | None:
 def init_supernet_from_teacher(supernet: Supernet, teacher: Teacher, order: ImportanceOrder) -> None:
     """Copy the teacher's layer weights (ordered) into every op with a teacher-copy rule, see module doc."""
     space = supernet.space
-    config = teacher.config
-    hidden = config.hidden_size
+    conventions = teacher.conventions
+    hidden = conventions.hidden_size
     teacher_head_dim = matching_head_dim(space.head_dim, teacher)
     w = min(space.max_width, hidden)  # dims beyond the teacher's stay as initialised
-    inner = min(space.ffn_ratio * space.max_width, config.intermediate_size)
+    inner = min(space.ffn_ratio * space.max_width, conventions.intermediate_size)
     hidden_idx = order.hidden[:w]
     for n, block in enumerate(supernet.blocks):
         block.in_proj.weight.zero_()
