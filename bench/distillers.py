@@ -81,8 +81,8 @@ def run_one(recipe: str, task: str, seed: int, paths: dict, args: argparse.Names
     common = ["--train-file", str(data / "train.tsv"), "--validation-file", str(data / "dev.tsv"),
               "--output", str(out), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--seed", str(seed), "--max-train-samples", str(args.train_samples),
-              "--max-eval-samples", str(args.eval_samples), "--device", args.device, "--report-to", "none",
-              *TASKS[task]["flags"], *args.step_flags]
+              *eval_flags(args), "--device", args.device, "--report-to", "none", *TASKS[task]["flags"],
+              *args.step_flags]
     if recipe == "finetune":
         seconds = call(["finetune", str(paths["student"]), *common], args.quiet)
     else:
@@ -97,6 +97,10 @@ def run_one(recipe: str, task: str, seed: int, paths: dict, args: argparse.Names
                         *extra], args.quiet)
     results = json.loads((out / "eval_results.json").read_text())
     return results["eval_" + TASKS[task]["metric"]], seconds
+
+
+def eval_flags(args: argparse.Namespace) -> list[str]:
+    return [] if args.eval_samples is None else ["--max-eval-samples", str(args.eval_samples)]
 
 
 def _transfer_columns(task: str) -> list[str]:
@@ -170,7 +174,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-samples", type=int, default=4000)
-    parser.add_argument("--eval-samples", type=int, default=872)
+    parser.add_argument("--eval-samples", type=int, default=None, help="dev rows scored (default: all)")
     parser.add_argument("--general-samples", type=int, default=4000)
     parser.add_argument("--transfer-samples", type=int, default=4000)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
@@ -206,8 +210,8 @@ def main() -> None:
                 call(["finetune", str(paths["teacher"]), "--train-file", str(data / "train.tsv"), "--validation-file",
                       str(data / "dev.tsv"), "--output", str(out), "--epochs", str(args.epochs), "--seed", str(seed),
                       "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--max-train-samples",
-                      str(args.train_samples), "--max-eval-samples", str(args.eval_samples), "--device", args.device,
-                      "--report-to", "none", *TASKS[task]["flags"], *args.step_flags], args.quiet)
+                      str(args.train_samples), *eval_flags(args), "--device", args.device, "--report-to", "none",
+                      *TASKS[task]["flags"], *args.step_flags], args.quiet)
             paths["teachers"][(task, seed)] = out
             metric = TASKS[task]["metric"]
             results[f"teacher/{task}/{seed}"] = {
