@@ -132,11 +132,12 @@ def test_train_supernet_flags_show_the_config_defaults():
         action = by_dest[f.name]
         if action.nargs != 0 and f.default not in (None, "", dataclasses.MISSING):
             assert f"(default: {f.default})" in action.help, (f.name, action.help)
-    assert len(by_dest) == 43  # --config + one per field
+    assert len(by_dest) == 44  # --config + one per field
 
 
 def test_run_config_keys_are_unchanged():
-    """A run's config.json stores asdict(TrainConfig): old run folders must keep loading."""
+    """A run's config.json stores asdict(TrainConfig): old run folders must keep loading (a new field has a
+    default, so a config.json without it loads)."""
     assert {f.name for f in dataclasses.fields(TrainConfig)} == {
         "teacher", "train_files", "output", "validation_files", "validation_fraction", "text_column", "seq_len",
         "max_train_sequences", "max_validation_sequences", "num_blocks", "widths", "init", "importance_batches",
@@ -144,7 +145,7 @@ def test_run_config_keys_are_unchanged():
         "mlm_probability", "whole_word_mask", "chained_inputs", "eval_every", "eval_batches", "eval_paths",
         "save_every", "keep_checkpoints", "log_every", "seed", "device", "resume", "shrink", "shrink_bins",
         "shrink_candidates", "shrink_keep", "shrink_warmup_steps", "shrink_every", "shrink_dev_batches",
-        "latency_table", "candidates_per_block"}
+        "latency_table", "candidates_per_block", "trust_remote_code"}
 
 
 # ---- flags generated from a config dataclass ----------------------------------------------------------------------

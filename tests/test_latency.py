@@ -239,9 +239,9 @@ def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, cap
 
 @pytest.mark.parametrize("argv, message", [
     (["profile", "--output", "{tmp}/lut.json", "--threads", "0"], "--threads must be positive"),
-    (["profile", "--output", "{tmp}/lut.json", "--space", "{space}", "--seq-len", "1000"],
+    (["profile", "--output", "{tmp}/new.json", "--space", "{space}", "--seq-len", "1000"],
      "longer than the space's max_position_embeddings"),
-    (["profile", "--output", "{tmp}/lut.json", "--device", "tpu"], "unknown device"),
+    (["profile", "--output", "{tmp}/new.json", "--device", "tpu"], "unknown device"),
     (["profile", "--output", "{tmp}", "--space", "{space}"], "is a folder"),
     (["validate", "--lut", "{tmp}/missing.json"], "does not exist"),
     (["calibrate", "--lut", "{lut}", "--samples", "0"], "--samples must be positive"),

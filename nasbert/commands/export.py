@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from nasbert.commands.base import add_config_arguments, command, config_from_args
@@ -38,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from search_space import Arch
 
     nasbert.register_auto_classes()
-    loaded = load_run(args.run, args.device)
+    check_output(Path(args.output), args)
+    options = export_options(args)
+    loaded = load_run(args.run, args.device, options.teacher, options.trust_remote_code)
     if args.arch:
         requests = [ExportRequest(Path(args.output).name, Arch.parse(args.arch))]
     else:
-        requests = requests_from_search(args.search, args.budget, args.rank)
-    options = export_options(args)
+        requests = requests_from_search(args.search, args.budget, args.rank, loaded.space)
     try:
         folders = export_students(loaded, requests, args.output, options)
     finally:
@@ -62,4 +64,32 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
             raise UserError("--refine-steps needs --train-file, the corpus to distil on")
         refine = config_from_args(args, RefineConfig, "refine-", steps=args.refine_steps, seed=args.seed,
                                   output=str(args.output).rstrip("/") + ".refine", device=args.device)
+        if refine.resume:
+            refuse_changed_refinement(refine)
     return config_from_args(args, ExportOptions, refine=refine)
+
+
+def refuse_changed_refinement(refine: RefineConfig) -> None:
+    """--resume continues the refinement in OUTPUT.refine/ only with the options it was started with."""
+    saved_file = Path(refine.output) / "refine_config.json"
+    if not saved_file.is_file():
+        return  # nothing to resume: the refinement starts (or says so itself)
+    try:
+        saved = json.loads(saved_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{saved_file} is corrupt; remove {refine.output} to start the refinement over") from None
+    changed = refine.changed_options(saved) if isinstance(saved, dict) else ["everything"]
+    if changed:
+        raise UserError(f"--resume continues the refinement in {refine.output} with the options it started with, "
+                        f"but {', '.join(changed)} changed; resume with the same options or choose another --output")
+
+
+def check_output(output: Path, args: argparse.Namespace) -> None:
+    """The students never go over an input: the run folder (or into it), the search results or the table."""
+    target = output.resolve()
+    run = Path(args.run).resolve()
+    if target == run or run in target.parents:
+        raise UserError(f"--output {output} is the run folder {args.run} or inside it; choose a folder outside the run")
+    for flag, path in (("--search", args.search), ("--lut", args.lut)):
+        if path and target == Path(path).resolve():
+            raise UserError(f"--output {output} is the {flag} file; choose a folder for the students")

@@ -1,6 +1,7 @@
 """`nasbert latency profile|calibrate|validate|measure|predict`: the latency lookup table and its checks.
 
-    nasbert latency profile   --output lut.json [--device cpu|cuda] [--threads N] [--batch-size 1] [--seq-len 128]
+    nasbert latency profile   --output lut.json [--overwrite] [--device cpu|cuda] [--threads N] [--batch-size 1]
+                              [--seq-len 128]
     nasbert latency calibrate --lut lut.json [--samples 30] [--seed 1]
     nasbert latency validate  --lut lut.json [--samples 30] [--seed 0] [--plot lut.validation.png]
     nasbert latency measure   students/NAME [--lut lut.json] [--threads N] [--batch-size B] [--seq-len T]
@@ -56,6 +57,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = _step(sub, "profile", "time every module of the space on this device into a lookup table")
     p.add_argument("--output", required=True, help="where to write the table (JSON), e.g. lut.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table at --output")
     p.add_argument("--space", help=SPACE_HELP)
     _condition_arguments(p, defaults=True)
     _timing_arguments(p, 0.9)
@@ -100,10 +102,14 @@ def run_profile(args: argparse.Namespace) -> int:
     from nasbert.latency.measure import speed_note
     from nasbert.latency.profile import profile_space
 
-    space = load_space(args.space)
     output = Path(args.output)
     if output.is_dir():
         raise UserError(f"--output {output} is a folder; give a file name such as {output / 'lut.json'}")
+    if args.space and output.resolve() in (Path(args.space).resolve(), (Path(args.space) / "config.json").resolve()):
+        raise UserError(f"--output {output} is the --space file; choose another file for the table")
+    if output.exists() and not args.overwrite:
+        raise UserError(f"--output {output} already exists; pass --overwrite to replace it or choose another file")
+    space = load_space(args.space)
     table = profile_space(space, args.device, args.threads, args.batch_size, args.seq_len, args.dtype,
                           args.min_run_time, args.rounds, progress=not args.no_progress)
     table.save(output)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nasbert.commands.base import add_config_arguments, command, config_from_args
+from nasbert.errors import UserError
 from nasbert.search.config import SearchConfig
 
 
@@ -21,10 +22,11 @@ def run(args: argparse.Namespace) -> int:
     from nasbert.train_supernet.run import load_run
 
     config = config_from_args(args, SearchConfig)
-    lut = LatencyTable.load(config.lut) if config.lut else None
-    loaded = load_run(args.run, config.device)
-    outcome = search(loaded, config, lut)
     output = Path(config.output)
+    check_output(output, args.run, config.lut, config.overwrite)
+    lut = LatencyTable.load(config.lut) if config.lut else None
+    loaded = load_run(args.run, config.device, config.teacher, config.trust_remote_code)
+    outcome = search(loaded, config, lut)
     write_results(outcome.results, loaded, lut, config.lut, output, outcome.block_weights)
     if outcome.block_weights is not None:
         print(outcome.block_weights.describe())
@@ -35,3 +37,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {output}")
     return 0
+
+
+def check_output(output: Path, run: str, lut: str | None, overwrite: bool) -> None:
+    """search.json never replaces an input (the table, a file of the run) and replaces a file only when asked."""
+    if lut and output.resolve() == Path(lut).resolve():
+        raise UserError(f"--output {output} is the latency table; choose another file for the results")
+    run_folder = Path(run).resolve()
+    if output.resolve() == run_folder or (run_folder in output.resolve().parents and output.exists()):
+        raise UserError(f"--output {output} is a file of the run {run}; choose another file for the results")
+    if output.suffix.lower() == ".png":
+        raise UserError(f"--output {output} is the plot's name; give the results a .json name (the plot goes beside "
+                        "it)")
+    if output.is_dir():
+        raise UserError(f"--output {output} is a folder; give a file name such as {output / 'search.json'}")
+    if output.exists() and not overwrite:
+        raise UserError(f"--output {output} already exists; pass --overwrite to replace it or choose another file")

@@ -9,6 +9,7 @@ Packing leaves no padding in training batches. `.txt` files are read line by lin
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import torch
@@ -53,7 +54,13 @@ def load_text(files: list[str], text_column: str = "text") -> Dataset:
         empty = [f for f in files if Path(f).stat().st_size == 0]
         if empty:
             raise UserError(f"corpus file {empty[0]} is empty")
-        data = load_dataset(kind, data_files={"train": files}, split="train", **options)
+        for f in files:
+            check_utf8_text(f)
+        try:
+            data = load_dataset(kind, data_files={"train": files}, split="train", **options)
+        except Exception as error:  # noqa: BLE001 - a file the parser cannot read is the user's to fix
+            message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise UserError(f"could not read the corpus {', '.join(files)} as {kind} ({message})") from None
     if text_column not in data.column_names:
         raise UserError(f"the corpus has no column {text_column!r} (it has {data.column_names}); "
                         f"pass --text-column")
@@ -63,6 +70,26 @@ def load_text(files: list[str], text_column: str = "text") -> Dataset:
     if len(data) == 0:
         raise UserError(f"the corpus {', '.join(files)} holds no text")
     return data
+
+
+def check_utf8_text(file: str | Path, chunk_bytes: int = 1 << 20) -> None:
+    """Refuse a file that is not UTF-8 text (Latin-1, binary: an invalid sequence or a NUL byte), read in chunks."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = True
+    with open(file, "rb") as stream:
+        while text and (chunk := stream.read(chunk_bytes)):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                text = False
+            text = text and b"\0" not in chunk
+    try:
+        decoder.decode(b"", final=True)  # a file that ends inside a character
+    except UnicodeDecodeError:
+        text = False
+    if not text:
+        raise UserError(f"corpus file {file} is not UTF-8 text; convert it (e.g. iconv -f latin1 -t utf-8) or pass "
+                        "another file")
 
 
 def tokenize_and_pack(data: Dataset, tokenizer, seq_len: int, desc: str = "tokenising") -> Dataset:

@@ -16,6 +16,7 @@ loaded, with one sentence naming the supported families.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from nasbert.common import remote_code
 from nasbert.common.teacher_adaptors import (
     TEACHER_FAMILIES,
     TeacherConventions,
@@ -146,18 +148,25 @@ def default_num_blocks(num_layers: int, preferred: int = 4) -> int:
 
 
 def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str | torch.device = "cpu",
-                 with_mlm_head: bool = False) -> Teacher:
+                 with_mlm_head: bool = False, trust_remote_code: bool = False) -> Teacher:
     """Load a frozen teacher (local folder or hub name); a folder without a model is a UserError.
 
     With `with_mlm_head`, the family's MLM head is loaded too where the checkpoint holds a trained one (else None).
+    A teacher whose config names Python files of its own (auto_map) is refused unless `trust_remote_code`
+    (`nasbert.common.remote_code`).
     """
     path = Path(name_or_path)
+    if not path.exists() and _is_path(str(name_or_path)):
+        raise UserError(f"teacher folder {name_or_path} does not exist; pass a model folder or a hub name")
     if path.exists() and not (path / "config.json").exists():
         raise UserError(f"{name_or_path} holds no Hugging Face model (no config.json); pass a model folder")
     try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load a teacher from {name_or_path}: {str(error).splitlines()[0]}") from None
+        trust = remote_code.trust_remote_code(name_or_path, trust_remote_code, "the teacher")
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a folder or download that does not load is the user's to fix
+        raise _load_error(name_or_path, error) from None
     family = teacher_family(getattr(config, "model_type", None), f"the teacher at {name_or_path}")
     _conventions(family, config, f"the teacher at {name_or_path}")
     for attribute in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"):
@@ -176,15 +185,16 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
     try:
         model = None
         if with_mlm_head and family.mlm_head is not None:
-            mlm_model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True)
+            mlm_model, info = AutoModelForMaskedLM.from_pretrained(name_or_path, output_loading_info=True,
+                                                                   trust_remote_code=trust)
             if not any(key.startswith(family.mlm_head_prefixes) for key in info["missing_keys"]):
                 model = mlm_model.base_model
                 mlm_head = family.mlm_head(mlm_model).to(device).eval().requires_grad_(False)
         if model is None:
-            model = AutoModel.from_pretrained(name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load a teacher from {name_or_path}: {str(error).splitlines()[0]}") from None
+            model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
+    except Exception as error:  # noqa: BLE001 - truncated weights, a broken tokenizer: the user's files
+        raise _load_error(name_or_path, error) from None
     finally:
         transformers_logging.set_verbosity(verbosity)
     try:
@@ -194,6 +204,54 @@ def load_teacher(name_or_path: str, num_blocks: int | None = None, device: str |
                         f"model_type {config.model_type!r} promises") from None
     model.to(device).eval().requires_grad_(False)
     return Teacher(model=model, tokenizer=tokenizer, num_blocks=num_blocks, name=str(name_or_path), mlm_head=mlm_head)
+
+
+def check_seq_len(teacher: Teacher, seq_len: int, flag: str = "--seq-len") -> None:
+    """Refuse sequences longer than the teacher has positions for (before a run folder is made, not mid-step)."""
+    conventions = teacher.conventions
+    offset = 0 if conventions.position_padding_idx is None else conventions.position_padding_idx + 1
+    positions = conventions.max_position_embeddings - offset
+    if seq_len > positions:
+        raise UserError(f"{flag} {seq_len} is longer than the {positions} positions of the teacher {teacher.name}; "
+                        f"use {flag} {positions} or less")
+
+
+def _is_path(name: str) -> bool:
+    """A name that can only be a local path, never a hub model id ("org/name")."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def _load_error(name_or_path: str, error: Exception) -> UserError:
+    """One sentence for a teacher that does not load: a broken file of a local folder, or a failed download."""
+    message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    path = Path(name_or_path)
+    if not path.exists():
+        return UserError(f"the teacher {name_or_path} is not a local folder and could not be downloaded from the "
+                         f"Hugging Face hub ({message}); pass a local model folder")
+    files = [path / name for name in ("config.json", "tokenizer_config.json")]
+    broken = next((f.name for f in files if f.is_file() and not _json_ok(f)), None)
+    if broken is not None:
+        return UserError(f"cannot load a teacher from {name_or_path}: its {broken} is not valid JSON")
+    if "safetensor" in type(error).__name__.lower() or "safetensor" in message.lower():
+        return UserError(f"cannot load a teacher from {name_or_path}: its weights file is damaged or truncated "
+                         f"({message})")
+    return UserError(f"cannot load a teacher from {name_or_path}: {message}")
+
+
+def _json_ok(file: Path) -> bool:
+    try:
+        json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def teacher_space(teacher: Teacher, widths: tuple[int, ...] | None = None, **overrides) -> SearchSpace:

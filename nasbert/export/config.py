@@ -5,14 +5,17 @@ Light (no torch): the command line imports it to build `--help`; each field's he
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from nasbert.common.corpus import CorpusOptions
 from nasbert.common.losses import REFINE_LOSSES
 from nasbert.errors import UserError
+from nasbert.train_supernet.config import check_numbers
 
 INITS = ("supernet", "etd-impt", "etd-rand", "scratch")  # how an exported student's weights start
 LOSSES = tuple(REFINE_LOSSES)  # the built-in refinement losses (the default); validation reads the live registry
+# What an export --resume may change without changing the refinement it continues.
+RESUMABLE_CHANGES = {"save_every", "keep_checkpoints", "log_every", "resume", "device", "output"}
 
 
 @dataclass
@@ -48,6 +51,19 @@ class RefineConfig(CorpusOptions):
             raise UserError(f"--losses takes some of {', '.join(REFINE_LOSSES)}, not {', '.join(unknown) or 'nothing'}")
         if self.steps <= 0:
             raise UserError("--refine-steps must be positive")
+        check_numbers(self, ("batch_size", "lr", "seq_len", "temperature", "save_every", "keep_checkpoints",
+                             "log_every", "relation_heads"),
+                      ("weight_decay", "warmup_steps", "max_grad_norm", "max_train_sequences",
+                       "max_validation_sequences"), prefix="refine-")
+        for name in ("kl_lambda", "mlm_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"--refine-{name.replace('_', '-')} is a share in [0, 1], got {getattr(self, name)}")
+
+    def changed_options(self, saved: dict) -> list[str]:
+        """'--flag saved -> now' for each option a resumed refinement may not change (saved: refine_config.json)."""
+        flags = {f.name: "--" + f.metadata.get("flag", "refine-" + f.name.replace("_", "-")) for f in fields(self)}
+        return [f"{flags[name]} {saved[name]!r} -> {getattr(self, name)!r}" for name in flags
+                if name not in RESUMABLE_CHANGES and name in saved and saved[name] != getattr(self, name)]
 
 
 @dataclass
@@ -71,3 +87,7 @@ class ExportOptions:
     seed: int = field(default=0, metadata={
         "help": "seed of the random parts (S ops, scratch, adapters) and of the refinement: exports are "
                 "reproducible"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "the run's teacher where it is now (default: the path the run stored), e.g. after moving it"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let a teacher whose config names Python files of its own (auto_map) run that code"})

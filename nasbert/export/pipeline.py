@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import torch
 
 from nasbert.common.lock import other_entries
 from nasbert.common.recipe import hold_folder
-from nasbert.common.teacher import load_teacher
+from nasbert.common.teacher import check_seq_len
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_inherited_student, initial_adapters
@@ -35,8 +36,8 @@ from nasbert.modeling_nasbert import NasbertForMaskedLM
 from nasbert.registration import save_student
 from nasbert.search.budget import parse_latency_ms
 from nasbert.train_supernet.etd import importance_order, random_order
-from nasbert.train_supernet.run import Run, check_teacher
-from search_space import Arch
+from nasbert.train_supernet.run import Run
+from search_space import Arch, ArchError, SearchSpace
 
 
 @dataclass
@@ -47,31 +48,68 @@ class ExportRequest:
     init: str | None = None  # overrides ExportOptions.init (e.g. to compare inits under one refinement)
 
 
-def requests_from_search(path: str, budget: str | None, rank: int) -> list[ExportRequest]:
-    """The rank-th candidate (1 = the winner) of one budget, or of every budget, of a search.json."""
+# A budget name as search writes it (BudgetResult.name): "5ms", "0.5ms-10M", "10M"; numbers as Python's :g.
+_NUMBER = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"
+BUDGET_NAME = re.compile(rf"{_NUMBER}ms(?:-{_NUMBER}M)?|{_NUMBER}M")
+
+
+def requests_from_search(path: str, budget: str | None, rank: int, space: SearchSpace | None = None
+                         ) -> list[ExportRequest]:
+    """The rank-th candidate (1 = the winner) of one budget, or of every budget, of a search.json.
+
+    The file is data, never paths: every budget name must be a number with a unit (it becomes a folder name),
+    names must differ, and with `space` (the run's) every `winner` and `top_k` arch must be in it."""
     try:
         data = json.loads(Path(path).read_text())
-        budgets = data["budgets"]
     except FileNotFoundError:
         raise UserError(f"search results {path} do not exist; run `nasbert search` first") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise UserError(f"{path} is not a nasbert search.json") from None
+    budgets = data.get("budgets") if isinstance(data, dict) else None
+    if not isinstance(budgets, list) or not all(isinstance(b, dict) and isinstance(b.get("top_k"), list)
+                                                for b in budgets):
+        raise UserError(f"{path} is not a nasbert search.json")
+    if space is not None and isinstance(data.get("space"), dict) and data["space"] != space.to_json():
+        raise UserError(f"{path} was searched in another space than the run's; export from the run it was made for")
+    names = set()
+    for entry in budgets:
+        name = entry.get("name")
+        if not isinstance(name, str) or not BUDGET_NAME.fullmatch(name):
+            raise UserError(f"{path} has a budget named {name!r}, which is not a budget with a unit (such as 5ms or "
+                            f"10M); a budget name becomes a folder name, so search.json must not be hand-edited")
+        if name in names:
+            raise UserError(f"{path} has the budget {name} twice; export one with --budget or search again")
+        names.add(name)
+        if space is not None:
+            for where, candidate in [("winner", entry.get("winner"))] + [
+                    (f"top_k[{i}]", c) for i, c in enumerate(entry["top_k"])]:
+                if where == "winner" and candidate is None:
+                    continue
+                arch = candidate.get("arch") if isinstance(candidate, dict) else None
+                try:
+                    space.validate(arch if isinstance(arch, str) else "")
+                except ArchError as error:
+                    raise UserError(f"{path} budget {name} {where} holds {arch!r}, not an arch of the run's "
+                                    f"space ({error})") from None
     if budget is not None:
         wanted = parse_latency_ms(budget)
-        budgets = [b for b in budgets if b["latency_budget_ms"] is not None
+        budgets = [b for b in budgets if isinstance(b.get("latency_budget_ms"), (int, float))
                    and abs(b["latency_budget_ms"] - wanted) < 1e-9]
         if not budgets:
             raise UserError(f"{path} has no budget of {budget}")
+    weights = data.get("block_weights")
     requests = []
     for entry in budgets:
         if not 1 <= rank <= len(entry["top_k"]):
             raise UserError(f"--rank {rank} is out of range: budget {entry['name']} has {len(entry['top_k'])} "
                             f"candidates")
         chosen = entry["top_k"][rank - 1]
+        if not isinstance(chosen, dict) or not isinstance(chosen.get("arch"), str):
+            raise UserError(f"{path} budget {entry['name']} has no arch at rank {rank}")
         requests.append(ExportRequest(entry["name"], Arch.parse(chosen["arch"]),
                                       {**chosen, "budget": entry["name"], "rank": rank,
                                        "conditions": data.get("conditions"),
-                                       "block_weights": (data.get("block_weights") or {}).get("weights")}))
+                                       "block_weights": weights.get("weights") if isinstance(weights, dict) else None}))
     return requests
 
 
@@ -101,7 +139,9 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     lut = LatencyTable.load(options.lut) if options.lut else None
     if lut is not None:
         lut.check_space(space)
-    teacher = check_teacher(load_teacher(run.config.teacher, space.num_blocks, run.device, with_mlm_head=True), space)
+    teacher = run.load_teacher(with_mlm_head=True)
+    if options.refine is not None:
+        check_seq_len(teacher, options.refine.seq_len, "--refine-seq-len")
     e = options.embedding_size or space.hidden_size
     inits = {request.init or options.init for request in requests}
     orders = {}

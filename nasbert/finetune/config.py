@@ -58,6 +58,9 @@ class FinetuneConfig:
     kd_alpha: float = field(default=0.5, metadata={"help": "loss = (1 - alpha) task loss + alpha KD loss"})
     kd_temperature: float = field(default=1.0, metadata={
         "help": "softmax temperature T of the KD loss (scaled by T^2)"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let a model or teacher folder that is not a nasbert student run its own Python code (the files "
+                "its config's auto_map names); nasbert's students never need it"})
     device: str = field(default="auto", metadata={
         "choices": ("auto", "cpu", "cuda"), "help": "auto: cuda if visible"})
     report_to: str = field(default="tensorboard", metadata={

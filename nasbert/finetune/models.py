@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from nasbert.common.remote_code import trust_remote_code
 from nasbert.errors import UserError
 from nasbert.finetune.config import WEIGHT_FILES, Task
 
@@ -22,11 +23,13 @@ def check_model_folder(folder: str, role: str) -> Path:
     return path
 
 
-def load_tokenizer(folder: Path, role: str):
+def load_tokenizer(folder: Path, role: str, trusted: bool = False):
+    """The folder's tokenizer; a folder's own code runs only when `trusted` (--trust-remote-code)."""
     from transformers import AutoTokenizer
 
-    try:  # trust_remote_code: AutoTokenizer reads config.json, whose AutoConfig may be the folder's own code
-        return AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    trust = _trust(folder, role, trusted)
+    try:  # AutoTokenizer may read config.json too, whose AutoConfig may be the folder's own code
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
     except (OSError, ValueError, TypeError) as error:
         raise UserError(f"no usable tokenizer in {role} folder {folder} ({str(error).splitlines()[0][:200]}); "
                         "save one there with tokenizer.save_pretrained") from None
@@ -40,25 +43,42 @@ def label_maps(task: Task) -> dict[str, Any]:
                 id2label=dict(enumerate(task.labels)), label2id={name: i for i, name in enumerate(task.labels)})
 
 
-def load_student(folder: Path, task: Task):
+def _trust(folder: Path, role: str, trusted: bool) -> bool:
+    """trust_remote_code for this folder: nasbert's students load through the registered classes, any other
+    folder's code runs only with --trust-remote-code (else a UserError)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"the config.json of {role} folder {folder} is not readable JSON") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the config.json of {role} folder {folder} does not describe a model")
+    return trust_remote_code(folder, trusted, f"{role} folder", config)
+
+
+def load_student(folder: Path, task: Task, trusted: bool = False):
     """The model to fine-tune; a head of another size (or none) is replaced by a fresh one of the task's size."""
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True,
-                                                              ignore_mismatched_sizes=True, **label_maps(task))
+    trust = _trust(folder, "model", trusted)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=trust,
+                                                                  ignore_mismatched_sizes=True, **label_maps(task))
+    except Exception as error:  # noqa: BLE001 - truncated weights, a config that does not build: the folder's fault
+        message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(f"the model in {folder} does not load as a classifier ({message})") from None
 
 
-def load_task_teacher(folder: Path, task: Task, tokenizer):
+def load_task_teacher(folder: Path, task: Task, tokenizer, trusted: bool = False):
     """A frozen fine-tuned teacher for the task: same vocabulary, a trained head of the task's size and labels."""
     from transformers import AutoModelForSequenceClassification
 
-    teacher_tokenizer = load_tokenizer(folder, "teacher")
+    teacher_tokenizer = load_tokenizer(folder, "teacher", trusted)
     if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise UserError(f"teacher {folder} has a different tokenizer vocabulary from the model's; KD compares "
                         "logits on the same tokens, so use a teacher the student was compressed from")
     try:
-        teacher, info = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True,
-                                                                           output_loading_info=True)
+        teacher, info = AutoModelForSequenceClassification.from_pretrained(
+            folder, trust_remote_code=_trust(folder, "teacher", trusted), output_loading_info=True)
     except RuntimeError as error:  # e.g. a head whose weights do not fit its config
         raise UserError(f"teacher {folder} does not load as a classifier: {str(error).splitlines()[0]}") from None
     if teacher.config.num_labels != task.num_labels or info["missing_keys"] or info["mismatched_keys"]:

@@ -21,6 +21,7 @@ def read_table(path: str, split: str):
     if suffix in (".tsv", ".csv"):
         # GLUE TSVs hold raw quotes in sentences (quoting off); na_filter off keeps "null" / "NA" texts as text.
         kwargs = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if suffix == ".tsv" else {}
+        check_rows(file, split, **kwargs)
         builder, kwargs = "csv", {**kwargs, "na_filter": False}
     elif suffix in (".json", ".jsonl"):
         builder, kwargs = "json", {}
@@ -34,6 +35,25 @@ def read_table(path: str, split: str):
     if len(dataset) == 0:
         raise UserError(f"{split} file {file} has no rows")
     return dataset
+
+
+def check_rows(file: Path, split: str, **dialect: Any) -> None:
+    """Every row of a TSV / CSV file has as many fields as its header row (a missing field, or a separator inside
+    quotes in a TSV, would shift or drop columns silently); the file must be UTF-8 text."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long texts are fields too
+    try:
+        with open(file, newline="", encoding="utf-8") as stream:
+            rows = ((n, row) for n, row in enumerate(csv.reader(stream, **dialect), start=1) if row)
+            _, header = next(rows, (0, []))
+            for line, row in rows:
+                if len(row) != len(header):
+                    hint = " (a tab inside quotes? GLUE-style TSVs are not quoted)" if '"' in "".join(row) else ""
+                    raise UserError(f"{split} file {file} row {line} has {len(row)} fields but its header has "
+                                    f"{len(header)}{hint}; every row needs one value per column")
+    except UnicodeDecodeError:
+        raise UserError(f"{split} file {file} is not UTF-8 text; convert it to UTF-8") from None
+    except csv.Error as error:
+        raise UserError(f"could not read {split} file {file}: {error}") from None
 
 
 def detect_text_columns(columns: list[str], label_column: str, string_columns: list[str]) -> list[str]:
@@ -51,8 +71,17 @@ def resolve_task(train, validation, config: FinetuneConfig, files: dict[str, str
     """Check the columns of both splits and decide the text columns, classification or regression, the labels."""
     for split, dataset in (("training", train), ("validation", validation)):
         if config.label_column not in dataset.column_names:
+            if any(_is_number(name) for name in dataset.column_names):
+                raise UserError(f"{split} file {files[split]} has no header row (its first row, "
+                                f"{', '.join(map(str, dataset.column_names))}, holds values); add one naming the "
+                                f"columns, e.g. sentence and {config.label_column}")
             raise UserError(f"{split} file {files[split]} has no label column {config.label_column!r} "
                             f"(columns: {', '.join(dataset.column_names)}); name it with --label-column")
+        empty = [n for n, value in enumerate(dataset[config.label_column], start=1)
+                 if value is None or not str(value).strip()]
+        if empty:
+            raise UserError(f"{split} file {files[split]} has {len(empty)} rows without a label (the first is data row "
+                            f"{empty[0]}); give every row a label or remove those rows")
     if config.text_columns:
         text_columns = list(config.text_columns)
         if not 1 <= len(text_columns) <= 2:
@@ -83,6 +112,14 @@ def resolve_task(train, validation, config: FinetuneConfig, files: dict[str, str
     if unknown:
         raise UserError(f"validation label {unknown[0]!r} never occurs in the training file {files['training']}")
     return Task(text_columns, config.label_column, names)
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def label_name(value: Any) -> str:

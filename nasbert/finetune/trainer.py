@@ -6,7 +6,8 @@
     torchrun --nproc-per-node=2 -m nasbert finetune ...                                   # DDP, as the Trainer does it
 
 The model is loaded the way any user would, `AutoModelForSequenceClassification.from_pretrained(dir,
-trust_remote_code=True, num_labels=k)`, and trained with the plain Hugging Face Trainer: evaluation and a
+num_labels=k)` (a student through nasbert's registered classes; another folder's own code only with
+--trust-remote-code), and trained with the plain Hugging Face Trainer: evaluation and a
 checkpoint each epoch, the best one kept. Data is a GLUE-style TSV (header row), a CSV or JSON lines;
 labels are class names / ids (classification) or floats (regression, e.g. STS-B). The output folder holds
 the fine-tuned model, its tokenizer, its code files (so it loads where nasbert is not installed),
@@ -115,7 +116,9 @@ def _environment(**values: str) -> Iterator[None]:
 
 def check_config(config: FinetuneConfig) -> None:
     """Refuse impossible options with one sentence (a UserError) before anything is loaded."""
-    checks = [(config.epochs > 0, "--epochs must be positive"), (config.lr > 0, "--lr must be positive"),
+    checks = [(0 < config.epochs < math.inf, "--epochs must be positive"),
+              (0 < config.lr < math.inf, "--lr must be a finite number, positive"),
+              (0 <= config.weight_decay < math.inf, "--weight-decay must be a finite number, 0 or more"),
               (config.batch_size > 0, "--batch-size must be positive"),
               (config.max_seq_len is None or config.max_seq_len > 1, "--max-seq-len must be at least 2"),
               (config.max_steps is None or config.max_steps > 0, "--max-steps must be positive"),
@@ -124,7 +127,7 @@ def check_config(config: FinetuneConfig) -> None:
               (config.max_eval_samples is None or config.max_eval_samples > 0, "--max-eval-samples must be positive"),
               (0 <= config.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
               (0 <= config.kd_alpha <= 1, "--kd-alpha must be in [0, 1]"),
-              (config.kd_temperature > 0, "--kd-temperature must be positive"),
+              (0 < config.kd_temperature < math.inf, "--kd-temperature must be positive"),
               (config.task in ("auto", "classification", "regression"), "--task is auto, classification or regression"),
               (config.device in ("auto", "cpu", "cuda"), "--device is auto, cpu or cuda"),
               (config.device != "cuda" or torch.cuda.is_available(), "--device cuda was asked but no GPU is visible")]
@@ -197,12 +200,13 @@ def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
     validation_rows = read_table(config.validation_file, "validation")
     task = resolve_task(train_rows, validation_rows, config, files)
     metric = resolve_metric(task, config.metric)
-    tokenizer = load_tokenizer(model_dir, "model")
+    tokenizer = load_tokenizer(model_dir, "model", config.trust_remote_code)
     teacher = None
     if config.teacher is not None:
-        teacher = load_task_teacher(check_model_folder(config.teacher, "teacher"), task, tokenizer)
+        teacher = load_task_teacher(check_model_folder(config.teacher, "teacher"), task, tokenizer,
+                                    config.trust_remote_code)
     set_seed(config.seed)  # the new head's initial weights
-    model = load_student(model_dir, task)
+    model = load_student(model_dir, task, config.trust_remote_code)
     max_positions = getattr(model.config, "max_position_embeddings", None) or 10**9
     max_seq_len = config.max_seq_len or min(128, max_positions)
     if max_seq_len > max_positions:

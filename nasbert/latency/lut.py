@@ -1,5 +1,5 @@
 """The latency lookup table (`lut.json`): its format, the conditions it holds for, and the predictor.
-(One file of ~430 lines on purpose: the format, the checks that refuse a bad file and the predictor that reads
+(One file of ~460 lines on purpose: the format, the checks that refuse a bad file and the predictor that reads
 it are one concern, and the review that split other files asked to keep this one.)
 
 A table is measured once on the target device (`nasbert latency profile`) and answers, for any arch of
@@ -58,6 +58,7 @@ MODEL_HEADS = {"NasbertModel": ("pooler",), "NasbertForMaskedLM": ("mlm",),
                "NasbertForSequenceClassification": ("pooler", "classifier"),
                "NasbertForTokenClassification": ("token_classifier",), "NasbertForQuestionAnswering": ("qa",)}
 PROJECTION = "projection"  # the calibration family of every projection; the others are op families
+MIN_PLAUSIBLE_MS = 1e-3  # no module of a student runs in under 1 us (a table in seconds would, under *_ms keys)
 
 
 class LatencyTableError(UserError):
@@ -77,6 +78,9 @@ def known_families() -> tuple[str, ...]:
 def device_name(device: str) -> str:
     """A human name of the device the numbers hold for: the CPU model, or the CUDA device's name."""
     if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LatencyTableError("timing on cuda needs a CUDA device, and torch sees none on this machine; run "
+                                    "where the GPU is, or profile a cpu table here")
         return torch.cuda.get_device_name(torch.device(device))
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -413,8 +417,32 @@ class LatencyTable:
             raise LatencyTableError(f"{where} has a malformed entry ({error}); re-profile it") from None
         heads = {h: Entry.from_json(e, f"{where} heads.{h}") for h, e in (data.get("heads") or {}).items()}
         calibration = Calibration.from_json(data["calibration"], where) if "calibration" in data else None
-        return cls(conditions, space, Entry.from_json(data["embeddings"], f"{where} embeddings"), layers, projections,
-                   heads, calibration, data.get("validation"), data.get("profile") or {}, where)
+        table = cls(conditions, space, Entry.from_json(data["embeddings"], f"{where} embeddings"), layers, projections,
+                    heads, calibration, data.get("validation"), data.get("profile") or {}, where)
+        table.check_plausible()
+        return table
+
+    def check_plausible(self) -> None:
+        """Refuse times that cannot be milliseconds (e.g. seconds under *_ms keys, which would predict ~0 ms for
+        every student): every entry under 1 us, a speed gauge (a 16-MFLOP matmul) under 1 us, or entries whose runs
+        add up to far less than the time the profile says it timed each one for."""
+        entries = list(self.entries().values())
+        largest = max(e.median_ms for e in entries)
+        advice = "its times are not milliseconds (seconds under *_ms keys?); re-profile it (`nasbert latency profile`)"
+        if largest < MIN_PLAUSIBLE_MS:
+            raise LatencyTableError(f"every entry of {self.source} is under 1 us (the largest is {largest:.3g} ms), "
+                                    f"which no module takes, so {advice}")
+        gauge = self.profile.get("gauge_reference_ms")
+        if _is_number(gauge) and 0 < gauge < MIN_PLAUSIBLE_MS:
+            raise LatencyTableError(f"{self.source} says its speed gauge took {gauge:.3g} ms, which no machine "
+                                    f"does, so {advice}")
+        run_time = self.profile.get("min_run_time_ms")
+        shares = sorted(e.runs_count * e.median_ms / run_time for e in entries if e.runs_count > 0) if (
+            _is_number(run_time) and run_time > 0) else []
+        if shares and shares[len(shares) // 2] < 0.05:
+            raise LatencyTableError(f"the entries of {self.source} disagree with its own profile (their runs add up "
+                                    f"to {shares[len(shares) // 2]:.2%} of the {run_time:g} ms each entry was timed "
+                                    f"for), so {advice}")
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:

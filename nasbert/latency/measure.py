@@ -262,6 +262,7 @@ def load_student_folder(path: str | Path) -> nn.Module:
     """The model of an exported student folder (config.json + weights + code), as the class it was saved as."""
     import transformers
 
+    from nasbert.common.remote_code import trust_remote_code
     from nasbert.modeling_nasbert import AUTO_CLASSES
     from nasbert.registration import register_auto_classes
 
@@ -271,11 +272,13 @@ def load_student_folder(path: str | Path) -> nn.Module:
     if not (path / "config.json").is_file():
         raise UserError(f"{path} is not a student folder (no config.json); give the folder `nasbert export` wrote")
     try:
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+        trust = trust_remote_code(path, False, "the folder")  # a folder's own code never runs here
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
         ours = {cls.__name__: cls for cls in AUTO_CLASSES.values()}
         saved_as = (getattr(config, "architectures", None) or ["NasbertModel"])[0]
         if saved_as in ours:
             return ours[saved_as].from_pretrained(path, config=config, local_files_only=True)
-        return transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
+        return transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True,
+                                                      trust_remote_code=trust)
     except (OSError, ValueError, KeyError) as error:
         raise UserError(f"could not load the student in {path}: {str(error).splitlines()[0]}") from None

@@ -36,6 +36,11 @@ class SearchConfig:
     output: str = field(default="search.json", metadata={
         "help": "results file (a Pareto plot is written beside it)"})
     device: str = field(default="cpu", metadata={"help": "device for the re-check: cpu or cuda"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --output file"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "the run's teacher where it is now (default: the path the run stored), e.g. after moving it"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let a teacher whose config names Python files of its own (auto_map) run that code"})
 
     def __post_init__(self) -> None:
         self.budgets()  # a budget without a unit fails here, before any work
@@ -49,6 +54,10 @@ class SearchConfig:
     def budgets(self) -> list[tuple[float | None, int | None]]:
         """(latency ms or None, params or None) per searched budget: each latency budget with the params budget."""
         latency_budgets = [parse_latency_ms(b) for b in self.latency_budget]
+        for n, budget in enumerate(latency_budgets):
+            if budget in latency_budgets[:n]:
+                same = self.latency_budget[latency_budgets.index(budget)]
+                raise UserError(f"--latency-budget {self.latency_budget[n]} repeats {same}; give each budget once")
         params_budget = parse_params(self.params_budget) if self.params_budget else None
         if not latency_budgets and params_budget is None:
             raise UserError("give at least one budget: --latency-budget 20ms and/or --params-budget 10M")

@@ -5,6 +5,7 @@ Light (no torch): the command line imports it to build `--help`; each field's he
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ from nasbert.errors import UserError
 INITS = ("random", "etd-impt", "etd-rand")
 # Fields a resumed run may change; anything else must match the run's config.json.
 RESUMABLE_CHANGES = {"max_steps", "epochs", "eval_every", "save_every", "keep_checkpoints", "log_every", "resume",
-                     "device"}
+                     "device", "trust_remote_code"}
+# Numbers that must be finite and > 0, or finite and >= 0 (a NaN or negative learning rate ends in one sentence).
+POSITIVE = ("batch_size", "grad_accum", "seq_len", "eval_every", "save_every", "eval_batches", "lr", "epochs",
+            "importance_batches", "keep_checkpoints", "log_every", "shrink_bins", "shrink_candidates", "shrink_keep",
+            "shrink_every", "shrink_dev_batches", "candidates_per_block", "max_steps")
+NON_NEGATIVE = ("weight_decay", "warmup_steps", "max_grad_norm", "eval_paths", "shrink_warmup_steps",
+                "max_train_sequences", "max_validation_sequences")
 
 
 @dataclass
@@ -64,6 +71,8 @@ class TrainConfig(CorpusOptions):
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     resume: bool = field(default=False, metadata={
         "help": "continue the run in --output from its newest complete checkpoint"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let a --teacher whose config names Python files of its own (auto_map) run that code"})
     # progressive shrinking (NAS-BERT's defaults for bins, candidates and keep)
     shrink: bool = field(default=False, metadata={
         "help": "NAS-BERT's progressive shrinking: drop the worse half of each block's candidates per size bin"})
@@ -88,9 +97,11 @@ class TrainConfig(CorpusOptions):
             self.latency_table = absolute_if_local(self.latency_table)
         if self.init not in INITS:
             raise UserError(f"--init must be one of {', '.join(INITS)}, not {self.init!r}")
-        for name in ("batch_size", "grad_accum", "seq_len", "eval_every", "save_every", "eval_batches"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        check_numbers(self, POSITIVE, NON_NEGATIVE)
+        if not 0 <= self.mlm_probability < 1:
+            raise UserError(f"--mlm-probability is a share of tokens in [0, 1), got {self.mlm_probability}")
+        if not self.validation_files and not 0 < self.validation_fraction < 1:
+            raise UserError(f"--validation-fraction is a share in (0, 1), got {self.validation_fraction}")
         if not 0 <= self.chained_inputs <= 1:
             raise UserError(f"--chained-inputs is a share of steps between 0 and 1, got {self.chained_inputs}")
 
@@ -101,6 +112,19 @@ class TrainConfig(CorpusOptions):
         if unknown:
             raise UserError(f"unknown training option {unknown[0]!r} in the config")
         return cls(**values)
+
+
+def check_numbers(config: Any, positive: tuple[str, ...], non_negative: tuple[str, ...] = (), prefix: str = "") -> None:
+    """Refuse (one sentence naming the flag: its metadata's, else `prefix` + name) a field of the dataclass
+    `config` that is NaN, infinite, or not > 0 (`positive`) / >= 0 (`non_negative`); None passes."""
+    flags = {f.name: f.metadata.get("flag", prefix + f.name.replace("_", "-")) for f in fields(config)}
+    for names, least in ((positive, "positive"), (non_negative, "0 or more")):
+        for name in names:
+            value = getattr(config, name)
+            if value is None:
+                continue
+            if not math.isfinite(value) or not (value > 0 if least == "positive" else value >= 0):
+                raise UserError(f"--{flags[name]} must be a finite number, {least}, got {value}")
 
 
 def absolute_if_local(path: str) -> str:

@@ -43,7 +43,7 @@ from nasbert.common.recipe import (
     warmup_linear,
 )
 from nasbert.common.signals import Interrupted, StopSignals, resume_command
-from nasbert.common.teacher import load_teacher, teacher_space
+from nasbert.common.teacher import check_seq_len, load_teacher, teacher_space
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import RESUMABLE_CHANGES, TrainConfig
 from nasbert.train_supernet.etd import importance_order, init_supernet_from_teacher, random_order
@@ -109,7 +109,9 @@ class SupernetRecipe:
             self.run_dir, "config.json", config.resume, refuse_foreign=True,
             same_settings=lambda file: refuse_changed_settings(file, "train", asdict(config), RESUMABLE_CHANGES))
         torch.manual_seed(config.seed)
-        self.teacher = load_teacher(config.teacher, config.num_blocks, self.ctx.device)
+        self.teacher = load_teacher(config.teacher, config.num_blocks, self.ctx.device,
+                                    trust_remote_code=config.trust_remote_code)
+        check_seq_len(self.teacher, config.seq_len)
         self.space = teacher_space(self.teacher, tuple(config.widths) if config.widths else None)
         corpus = config.corpus_spec()
         # Rank 0 tokenises first so the others read its cache.

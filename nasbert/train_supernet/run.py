@@ -14,7 +14,7 @@ from nasbert.common.checkpoint import MODEL_FILE, newest_checkpoint
 from nasbert.common.data import build_corpus
 from nasbert.common.teacher import Teacher, load_teacher
 from nasbert.errors import UserError
-from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.config import TrainConfig, absolute_if_local
 from search_space import SearchSpace
 from supernet import Supernet
 
@@ -45,11 +45,26 @@ class Run:
 
     @cached_property
     def teacher(self) -> Teacher:
-        return check_teacher(load_teacher(self.config.teacher, self.space.num_blocks, self.device), self.space)
+        return self.load_teacher()
+
+    def load_teacher(self, with_mlm_head: bool = False) -> Teacher:
+        """The run's teacher (or the --teacher given in its place), checked to be the one it was trained with."""
+        teacher = self.config.teacher
+        if Path(teacher).is_absolute() and not Path(teacher).exists():
+            raise UserError(f"the run {self.path} was trained with the teacher {teacher}, which does not exist any "
+                            "more; if it moved, pass --teacher with its new place")
+        loaded = load_teacher(teacher, self.space.num_blocks, self.device, with_mlm_head=with_mlm_head,
+                              trust_remote_code=self.config.trust_remote_code)
+        return check_teacher(loaded, self.space)
 
     @cached_property
     def dev_ids(self) -> torch.Tensor:
         """The run's validation sequences (S, T), rebuilt from its corpus settings (the datasets cache is reused)."""
+        stored = self.config.train_files + (self.config.validation_files or [])
+        moved = [f for f in stored if Path(f).is_absolute() and not Path(f).exists()]
+        if moved:
+            raise UserError(f"the run {self.path} was trained on the corpus file {moved[0]}, which does not exist any "
+                            "more; its dev data is rebuilt from it, so put the file back at that path")
         corpus = build_corpus(self.config.corpus_spec(), self.teacher.tokenizer, self.config.seed)
         return corpus["validation"]["input_ids"]
 
@@ -74,7 +89,9 @@ def check_teacher(teacher: Teacher, space: SearchSpace) -> Teacher:
     return teacher
 
 
-def load_run(path: str | Path, device: str = "cpu") -> Run:
+def load_run(path: str | Path, device: str = "cpu", teacher: str | None = None, trust_remote_code: bool = False) -> Run:
+    """The run in `path`. `teacher` replaces the teacher path it stored (a teacher that moved); its stored
+    trust_remote_code is never used (a run folder is data): `trust_remote_code` is this command's flag."""
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.exists():
@@ -83,6 +100,9 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         payload = json.loads(config_file.read_text())
         config = TrainConfig.from_dict(payload["train"])
         space = SearchSpace.from_json(payload["space"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise UserError(f"{config_file} is corrupt; it does not describe a train-supernet run") from None
+    config.trust_remote_code = trust_remote_code
+    if teacher:
+        config.teacher = absolute_if_local(teacher)
     return Run(path, config, space, torch.device(device))
