@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from nasbert.common.remote_code import trust_remote_code
 from nasbert.errors import UserError
 from nasbert.finetune.config import Task
 from nasbert.finetune.distill.config import DistillConfig
@@ -75,7 +76,8 @@ def load_job(config: DistillConfig, recipe: Recipe) -> Job:
                                                                                          "validation")
     tasks = {"task": resolve_task(train_rows, validation_rows, config, files)}
     metric = resolve_metric(tasks["task"], config.metric)
-    tokenizer = load_tokenizer(model_dir, "model")
+    trusted = config.trust_remote_code  # a folder's own code runs only when asked
+    tokenizer = load_tokenizer(model_dir, "model", trusted)
     rows = {"task": (train_rows, validation_rows)}
     if any(stage.data == "transfer" for stage in kinds):
         rows["transfer"], tasks["transfer"] = _transfer_rows(config)
@@ -83,17 +85,18 @@ def load_job(config: DistillConfig, recipe: Recipe) -> Job:
     teacher_task = tasks["transfer"] if any(stage.head == "transfer" for stage in kinds) else tasks["task"]
     teachers, names = {}, {}
     teacher_dir = check_model_folder(config.teacher, "teacher")
-    teachers["task"], names["task"] = [load_task_teacher(teacher_dir, teacher_task, tokenizer)], [config.teacher]
+    teachers["task"] = [load_task_teacher(teacher_dir, teacher_task, tokenizer, trusted)]
+    names["task"] = [config.teacher]
     if any(stage.teacher == "team" for stage in kinds):
-        members = [load_task_teacher(check_model_folder(m, "team member"), teacher_task, tokenizer)
+        members = [load_task_teacher(check_model_folder(m, "team member"), teacher_task, tokenizer, trusted)
                    for m in config.team or []]
         teachers["team"], names["team"] = teachers["task"] + members, [config.teacher, *(config.team or [])]
     if any(stage.teacher == "pretrained" for stage in kinds):
-        teachers["pretrained"] = [load_pretrained_teacher(config.pretrained_teacher, tokenizer)]
+        teachers["pretrained"] = [load_pretrained_teacher(config.pretrained_teacher, tokenizer, trusted)]
         names["pretrained"] = [config.pretrained_teacher]
 
     set_seed(config.seed)  # the new head's initial weights, as in finetune
-    student = load_student(model_dir, tasks[kinds[0].head])
+    student = load_student(model_dir, tasks[kinds[0].head], trusted)
     max_positions = min([getattr(m.config, "max_position_embeddings", None) or 10**9
                          for m in [student, *(t for group in teachers.values() for t in group)]])
     max_seq_len = config.max_seq_len or min(128, max_positions)
@@ -121,15 +124,16 @@ def load_job(config: DistillConfig, recipe: Recipe) -> Job:
     return job
 
 
-def load_pretrained_teacher(folder: str, tokenizer) -> nn.Module:
+def load_pretrained_teacher(folder: str, tokenizer, trusted: bool = False) -> nn.Module:
     """A frozen encoder (no head needed) with the student's vocabulary: ernie-tiny's general-stage teacher."""
     from transformers import AutoModel
 
     path = check_model_folder(folder, "pretrained teacher")
-    if load_tokenizer(path, "pretrained teacher").get_vocab() != tokenizer.get_vocab():
+    if load_tokenizer(path, "pretrained teacher", trusted).get_vocab() != tokenizer.get_vocab():
         raise UserError(f"pretrained teacher {folder} has a different tokenizer vocabulary from the model's; "
                         "distillation compares states on the same tokens")
-    return AutoModel.from_pretrained(path).eval().requires_grad_(False)  # runs no code of the folder
+    trust = trust_remote_code(path, trusted, "pretrained teacher folder")
+    return AutoModel.from_pretrained(path, trust_remote_code=trust).eval().requires_grad_(False)
 
 
 def _transfer_rows(config: DistillConfig):

@@ -282,7 +282,7 @@ def _fresh_head(job: Job, head: str, work: Path) -> None:
     encoder = job.student.base_model
     encoder.config.update({k: v for k, v in label_maps(job.tasks[head]).items()})
     encoder.save_pretrained(encoder_dir)
-    job.set_student(load_student(encoder_dir, job.tasks[head]))
+    job.set_student(load_student(encoder_dir, job.tasks[head], job.config.trust_remote_code))
     job.head = head
     shutil.rmtree(encoder_dir, ignore_errors=True)
 
