@@ -40,7 +40,7 @@ if [[ $DRY == 0 ]]; then
 fi
 
 # The quickstart's generated corpus, sentiment task and small MLM-trained teacher: nothing is downloaded.
-run $PY -c "from pathlib import Path; from nasbert.quickstart import synthetic; from nasbert.quickstart.run import train_teacher; w = Path('$WORK'); synthetic.write_corpus(w / 'corpus.txt', 2000); synthetic.write_task(w / 'task', 1000, 200); train_teacher(w / 'teacher', w / 'corpus.txt', 60)"
+run $PY -c "from pathlib import Path; from nasbert.quickstart import synthetic; from nasbert.quickstart.run import train_teacher; w = Path('$WORK'); synthetic.write_corpus(w / 'corpus.txt', 2000); synthetic.write_task(w / 'task', 1000, 200); train_teacher(w / 'teacher', w / 'corpus.txt', ${TEACHER_STEPS:-60})"
 
 NB="$PY -m nasbert"
 figure $NB train-supernet --teacher "$WORK/teacher" --train-file "$WORK/corpus.txt" --output "$WORK/run" \

@@ -479,7 +479,8 @@ CASES = [
     Case("teacher-with-truncated-weights", ["train-supernet", "--teacher", "{tmp}/teacher"] + TRAIN[3:],
          "weights file is damaged or truncated", _truncated_teacher_weights),
     Case("teacher-from-the-hub-without-network", ["train-supernet", "--teacher", "nasbert-tests/no-such-model"]
-         + TRAIN[3:], "could not be downloaded from the Hugging Face hub"),
+         + TRAIN[3:], "could not be downloaded from the Hugging Face hub",
+         lambda paths, mp: mp.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)),  # no network, at once
     Case("teacher-with-its-own-code", ["train-supernet", "--teacher", "{tmp}/teacher"] + TRAIN[3:],
          "runs only when you pass --trust-remote-code", _teacherwith_own_code),
     Case("finetune-a-folder-with-its-own-code", FINETUNE[:1] + ["{tmp}/teacher"] + FINETUNE[2:],

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def dry_run_commands(work: Path) -> list[list[str]]:
     result = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "WORK": str(work), "PYTHON": sys.executable}, timeout=60)
+                            env={**os.environ, "WORK": str(work), "PYTHON": sys.executable, "TEACHER_STEPS": "2"},
+                            timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("gpu check done")
     return [shlex.split(line[2:]) for line in result.stdout.splitlines() if line.startswith("+ ")]

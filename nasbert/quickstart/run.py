@@ -29,9 +29,9 @@ from nasbert.quickstart import synthetic
 
 # (normal, fast): the fast form is what CI runs
 SCALE = {
-    "corpus_lines": (4000, 1500), "teacher_steps": (300, 120), "supernet_steps": (300, 90),
-    "shrink_warmup": (100, 30), "shrink_every": (50, 20), "refine_steps": (100, 20), "finetune_epochs": (2, 3),
-    "task_train": (2000, 1000), "profile_time": (0.3, 0.05),
+    "corpus_lines": (4000, 800), "teacher_steps": (300, 40), "supernet_steps": (300, 40),
+    "shrink_warmup": (100, 15), "shrink_every": (50, 10), "refine_steps": (100, 10), "finetune_epochs": (2, 1),
+    "task_train": (2000, 300), "profile_time": (0.3, 0.03),
 }
 
 
