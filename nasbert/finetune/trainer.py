@@ -31,9 +31,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from nasbert.common.lock import other_entries
+from nasbert.common.losses import logit_kd
 from nasbert.common.recipe import hold_folder
 from nasbert.common.signals import Interrupted, StopSignals
 from nasbert.errors import UserError
@@ -41,17 +41,6 @@ from nasbert.finetune.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, 
 from nasbert.finetune.metrics import metrics_function, resolve_metric
 from nasbert.finetune.models import check_model_folder, copy_code_files, load_student, load_task_teacher, load_tokenizer
 from nasbert.finetune.task import encode, read_table, resolve_task, subsample
-
-
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                      regression: bool) -> torch.Tensor:
-    """KL(teacher || student) on logits softened by T, times T^2 (Hinton et al.); MSE of predictions for regression."""
-    if regression:
-        return F.mse_loss(student_logits.float(), teacher_logits.float())
-    t = temperature
-    student_log_probs = F.log_softmax(student_logits.float() / t, dim=-1)  # (B, k)
-    teacher_log_probs = F.log_softmax(teacher_logits.float() / t, dim=-1)  # (B, k)
-    return F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True) * t * t
 
 
 def _trainer_class():
@@ -84,7 +73,7 @@ def _trainer_class():
                 with torch.no_grad():
                     teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_inputs}
                     teacher_logits = self.teacher(**teacher_inputs).logits
-                kd_loss = distillation_loss(outputs.logits, teacher_logits, self.kd_temperature, self.regression)
+                kd_loss = logit_kd(outputs.logits, teacher_logits, self.kd_temperature, self.regression)
                 self._kd_losses.append(kd_loss.item())
                 self.kd_loss_sum, self.kd_loss_steps = self.kd_loss_sum + self._kd_losses[-1], self.kd_loss_steps + 1
                 loss = (1 - self.kd_alpha) * loss + self.kd_alpha * kd_loss
@@ -100,7 +89,7 @@ def _trainer_class():
 
 
 @contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment_set(**values: str) -> Iterator[None]:
     """Set environment variables for a while (transformers 5 takes the tensorboard folder from the environment)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -224,7 +213,7 @@ def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
                                  max_seq_len)
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * args.world_size))
     args.logging_steps = max(1, min(50, (config.max_steps or math.ceil(config.epochs * steps_per_epoch)) // 20))
-    with _environment(TENSORBOARD_LOGGING_DIR=str(staging / "tensorboard")):  # read by the Trainer's callback
+    with environment_set(TENSORBOARD_LOGGING_DIR=str(staging / "tensorboard")):  # read by the Trainer's callback
         trainer = _trainer_class()(
             model=model, args=args, train_dataset=train_data, eval_dataset=validation_data,
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),

@@ -19,13 +19,11 @@ run ends where an uninterrupted one does. A run stopped inside a stage repeats t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,7 @@ from nasbert.finetune.distill.registry import Stage
 from nasbert.finetune.distill.trainer import PROJECTIONS, StagePlan, distill_trainer_class
 from nasbert.finetune.metrics import metrics_function
 from nasbert.finetune.models import label_maps, load_student
-from nasbert.finetune.trainer import check_config, format_metrics, training_arguments
+from nasbert.finetune.trainer import check_config, environment_set, format_metrics, training_arguments
 
 PROBE_ROWS = 32
 NOT_SETTINGS = ("resume", "until_stage", "output")  # options a resumed run may change
@@ -197,7 +195,7 @@ def run_stage(job: Job, stage: Stage, index: int, *, work: Path, main: bool = Tr
         config.batch_size * world)))
     args.logging_steps = max(1, min(50, total_steps // 20))
     evaluation = job.dev[stage.head]
-    with _environment(TENSORBOARD_LOGGING_DIR=str(work / "tensorboard" / stage_dir.name)):
+    with environment_set(TENSORBOARD_LOGGING_DIR=str(work / "tensorboard" / stage_dir.name)):
         trainer = distill_trainer_class()(
             model=student, args=args, train_dataset=data, eval_dataset=evaluation if stage.evaluate else None,
             processing_class=job.tokenizer, data_collator=collator, plan=plan,
@@ -303,21 +301,6 @@ def _keep_best(job: Job, trainer, evaluation, work: Path, main: bool) -> dict[st
         job.best_state = load_file(work / BEST)
     job.student.load_state_dict(job.best_state)
     return {"dev_loss": loss, "reset_to_best": True, "best_dev_loss": job.best_loss}
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for a while (transformers takes the tensorboard folder from the environment)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # ---- the team's probabilities (skd) ----------------------------------------------------------------------------
