@@ -27,7 +27,7 @@ from nasbert.registration import save_student
 from nasbert.student import build_student
 from search_space import SearchSpace
 
-FAST = ["--min-run-time", "0.01", "--no-progress"]
+FAST = ["--min-run-time", "0.01", "--rounds", "2", "--no-progress"]
 calibrate_module = importlib.import_module("nasbert.latency.calibrate")  # the package exports a function of this name
 
 
@@ -38,7 +38,7 @@ def space() -> SearchSpace:
 
 @pytest.fixture(scope="module")
 def table(space) -> LatencyTable:
-    return profile_space(space, threads=1, batch_size=1, seq_len=16, min_run_time_s=0.01, progress=False)
+    return profile_space(space, threads=1, batch_size=1, seq_len=16, min_run_time_s=0.01, rounds=2, progress=False)
 
 
 @pytest.fixture
@@ -76,13 +76,14 @@ def test_table_holds_every_op_width_and_nothing_else(space, table):
     cond = table.conditions
     assert (cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype) == ("cpu", 1, 1, 16, "float32")
     assert cond.torch_version and cond.device_name and cond.date
-    assert table.profile["gauge_reference_ms"] > 0 and table.profile["rounds_count"] == 3
-    assert table.profile["timings_count"] >= 3 * len(table.entries()) and table.profile["rejected_count"] >= 0
+    assert table.profile["gauge_reference_ms"] > 0 and table.profile["rounds_count"] == 2
+    assert table.profile["timings_count"] >= 2 * len(table.entries()) and table.profile["rejected_count"] >= 0
 
 
 def test_profile_restores_the_thread_count(space):
     before = torch.get_num_threads()
-    profile_space(space, threads=before + 1, seq_len=8, min_run_time_s=0.001, heads=(), progress=False)
+    other = before - 1 if before > 1 else 2  # fewer threads where it can (more would oversubscribe the cores)
+    profile_space(space, threads=other, seq_len=8, min_run_time_s=0.001, heads=(), progress=False)
     assert torch.get_num_threads() == before
 
 
@@ -225,7 +226,7 @@ def test_cli_profile_calibrate_validate_measure(space, space_file, tmp_path, cap
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = LatencyTable.load(lut)
     assert table.calibration is not None and len(table.calibration.archs) == 6
-    assert table.validation["samples_count"] == 4 and table.validation["machine"]["timings_count"] >= 4 * 3
+    assert table.validation["samples_count"] == 4 and table.validation["machine"]["timings_count"] >= 4 * 2
     assert {"raw", "calibrated"} <= set(table.validation)
     assert "timings fell in another speed phase" in out
     assert not set(table.validation["archs"]) & set(table.calibration.archs)

@@ -31,7 +31,7 @@ from nasbert.quickstart import synthetic
 SCALE = {
     "corpus_lines": (4000, 800), "teacher_steps": (300, 40), "supernet_steps": (300, 40),
     "shrink_warmup": (100, 15), "shrink_every": (50, 10), "refine_steps": (100, 10), "finetune_epochs": (2, 1),
-    "task_train": (2000, 300), "profile_time": (0.3, 0.03),
+    "task_train": (2000, 300), "profile_time": (0.3, 0.03), "profile_rounds": (3, 1),
 }
 
 
@@ -101,7 +101,7 @@ def quickstart(output: str | Path, run_command: Callable[[list[str]], int], fast
     if not lut.exists():
         _run(run_command, "profile latency on this machine", [
             "latency", "profile", "--space", str(run), "--seq-len", "32", "--min-run-time",
-            str(pick["profile_time"]), "--output", str(lut)])
+            str(pick["profile_time"]), "--rounds", str(pick["profile_rounds"]), "--output", str(lut)])
 
     search = out / "search.json"
     if not search.exists():
