@@ -43,3 +43,13 @@ def padded_batch(vocab_size: int, lengths: list[int], seq_len: int, seed: int = 
         ids[i, :length] = torch.from_numpy(rng.integers(1, vocab_size, size=length))
         mask[i, :length] = 1
     return ids, mask
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train in a few seconds on one thread; on a busy 2-core machine two threads are far slower.
+    Modules that train use it for every test: `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,12 +30,7 @@ FILLER = [w for w in WORDS if w not in ("happy", "sad")]
 FAST = ["--batch-size", "16", "--lr", "1e-3", "--report-to", "none", "--max-train-samples", "64"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write_tsv(path: Path, rows: int, seed: int, labels=("0", "1")) -> Path:

@@ -23,13 +23,7 @@ ARCH = "32:M,F/16:S3,F"
 FILLER = [w for w in WORDS if w not in ("happy", "sad")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train in a few seconds on one thread; on a busy 2-core machine two threads are far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_tokenizer(folder: Path) -> BertTokenizer:

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from test_bad_inputs import with_own_code
 from test_finetune import make_student, make_tokenizer, write_tsv
 from tiny_assets import make_tiny_teacher
@@ -24,13 +23,7 @@ from nasbert.errors import UserError
 from nasbert.finetune.config import Task
 from nasbert.finetune.models import load_student
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
