@@ -125,11 +125,12 @@ def check_config(config: FinetuneConfig) -> None:
             raise UserError(message)
 
 
-def output_folder(config: FinetuneConfig) -> Path:
+def output_folder(config: FinetuneConfig, suffix: str = "-finetuned", doing: str = "fine-tuning") -> Path:
+    """--output (default: MODEL + suffix), refused if it is the model folder or a non-empty folder."""
     model = Path(config.model)
-    output = Path(config.output) if config.output else model.with_name(model.name + "-finetuned")
+    output = Path(config.output) if config.output else model.with_name(model.name + suffix)
     if output.resolve() == model.resolve():
-        raise UserError("--output must differ from the model folder (fine-tuning never overwrites its input)")
+        raise UserError(f"--output must differ from the model folder ({doing} never overwrites its input)")
     if output.exists() and (not output.is_dir() or other_entries(output)):
         raise UserError(f"output folder {output} already exists and is not empty; remove it or pick another --output")
     return output

@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasbert.common.lock import other_entries
 from nasbert.common.recipe import hold_folder
 from nasbert.errors import UserError
 from nasbert.finetune.distill.config import DistillConfig, check_distill_config, with_recipe_defaults
@@ -42,6 +41,7 @@ from nasbert.finetune.distill.trainer import PROJECTIONS, StagePlan, distill_tra
 from nasbert.finetune.metrics import metrics_function
 from nasbert.finetune.models import label_maps, load_student
 from nasbert.finetune.trainer import check_config, environment_set, format_metrics, training_arguments
+from nasbert.finetune.trainer import output_folder as finetune_output_folder
 
 PROBE_ROWS = 32
 NOT_SETTINGS = ("resume", "until_stage", "output")  # options a resumed run may change
@@ -60,13 +60,7 @@ def distill(config: DistillConfig) -> dict[str, float]:
 
 
 def output_folder(config: DistillConfig) -> Path:
-    model = Path(config.model)
-    output = Path(config.output) if config.output else model.with_name(model.name + "-distilled")
-    if output.resolve() == model.resolve():
-        raise UserError("--output must differ from the model folder (distillation never overwrites its input)")
-    if output.exists() and (not output.is_dir() or other_entries(output)):
-        raise UserError(f"output folder {output} already exists and is not empty; remove it or pick another --output")
-    return output
+    return finetune_output_folder(config, "-distilled", "distillation")
 
 
 def _distill(config: DistillConfig, output: Path, main: bool) -> dict[str, float]:
