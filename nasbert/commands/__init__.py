@@ -6,6 +6,8 @@ at the top (config dataclasses, `base`); torch, transformers and datasets load i
 """
 
 from nasbert.commands import (  # noqa: F401
+    baselines,
+    compare,
     convert,
     distill,
     export,

@@ -12,7 +12,7 @@ from nasbert.common.losses import REFINE_LOSSES
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import check_numbers
 
-INITS = ("supernet", "etd-impt", "etd-rand", "scratch")  # how an exported student's weights start
+INITS = ("supernet", "etd-impt", "etd-rand", "teacher-layers", "scratch")  # how an exported student's weights start
 LOSSES = tuple(REFINE_LOSSES)  # the built-in refinement losses (the default); validation reads the live registry
 # What an export --resume may change without changing the refinement it continues.
 RESUMABLE_CHANGES = {"save_every", "keep_checkpoints", "log_every", "resume", "device", "output"}
@@ -72,7 +72,12 @@ class ExportOptions:
 
     init: str = field(default="supernet", metadata={
         "choices": INITS, "help": "how the student's weights start: supernet (exact extraction), etd-impt / etd-rand "
-                                  "(the teacher's layers by importance / at random) or scratch"})
+                                  "(the teacher's layers by importance / at random), teacher-layers (whole teacher "
+                                  "layers, one per M,F pair, no pruning: exact at the teacher's width) or scratch"})
+    teacher_layers: list[int] | None = field(default=None, metadata={
+        "metavar": "LAYER", "help": "with --init teacher-layers: the teacher layers (0-based, increasing) the "
+                                    "student's M,F pairs copy, each in its block's share of the teacher (default: "
+                                    "evenly spaced in each block)"})
     embedding_size: int | None = field(default=None, metadata={
         "help": "E of the factorised embeddings (default: the teacher's hidden size)"})
     refine: RefineConfig | None = None  # distillation after inheriting (the --refine-* flags); None: none

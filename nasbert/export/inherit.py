@@ -8,6 +8,10 @@
              feed-forward (its 4w most important neurons); every block keeps the teacher's first w hidden
              dimensions by importance, so consecutive blocks share leading dimensions and the projections start as
              selections. Ops without a rule (S) have no teacher counterpart and start at random.
+- teacher-layers: whole teacher layers, no pruning (DistilBERT-style depth pruning): pair p of a block's ops
+             (M,F) copies teacher layer `teacher_layers` names for it (default: evenly spaced in the block's share
+             of the teacher), in the teacher's own order of heads, neurons and dimensions. At the teacher's width
+             (and FFN ratio) a student of M,F pairs computes exactly the kept teacher layers, one after another.
 - scratch:   the Hugging Face initialisation, the baseline.
 
 In every init but scratch, embeddings keep E of the teacher's hidden dimensions (all of them when E = H, in
@@ -23,6 +27,8 @@ its layers, so that it computes what the supernet computed, and the teacher's ep
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -55,6 +61,38 @@ def embedding_dims(order: ImportanceOrder | None, hidden_size: int, embedding_si
     return order.hidden[:embedding_size]
 
 
+def teacher_order(teacher: Teacher) -> ImportanceOrder:
+    """The teacher's own order of dims, heads and neurons: `teacher-layers` keeps them as they are."""
+    conventions = teacher.conventions
+    layers = len(teacher.encoder_layers)
+    return ImportanceOrder(hidden=torch.arange(conventions.hidden_size),
+                           heads=[torch.arange(conventions.num_heads)] * layers,
+                           neurons=[torch.arange(conventions.intermediate_size)] * layers)
+
+
+def teacher_layer_map(arch: Arch, layers_per_block: int, teacher_layers: Sequence[int] | None = None
+                      ) -> list[list[int]]:
+    """Per block, the teacher layer each pair of its ops (M,F) copies under `teacher-layers`: the given layers in
+    order, each within its block's share of the teacher (block n: layers n*k .. n*k+k-1), or evenly spaced there."""
+    k = layers_per_block
+    pairs = [(len(block.active_ops) + 1) // 2 for block in arch]
+    if teacher_layers is None:
+        return [[n * k + p * k // count for p in range(count)] for n, count in enumerate(pairs)]
+    given = [int(t) for t in teacher_layers]
+    if len(given) != sum(pairs):
+        raise UserError(f"--teacher-layers names {len(given)} layers but the arch has {sum(pairs)} pairs of ops "
+                        f"(M,F), one per kept teacher layer")
+    layer_map, start = [], 0
+    for n, count in enumerate(pairs):
+        block = given[start: start + count]
+        start += count
+        if block != sorted(set(block)) or not all(n * k <= t < (n + 1) * k for t in block):
+            raise UserError(f"--teacher-layers {given}: block {n + 1} of the arch keeps {count} of the teacher's "
+                            f"layers {n * k}..{n * k + k - 1}, in increasing order, not {block}")
+        layer_map.append(block)
+    return layer_map
+
+
 def student_conventions(init: str, teacher: Teacher) -> dict[str, object]:
     """The teacher's conventions for a student of `init`; the supernet's activation and eps in a supernet student's
     layers (its embeddings keep the teacher's eps)."""
@@ -71,11 +109,16 @@ def student_conventions(init: str, teacher: Teacher) -> dict[str, object]:
 def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, teacher: Teacher, *,
                   supernet: Supernet | None = None, order: ImportanceOrder | None = None,
                   teacher_mlm_head: nn.Module | None = None, embedding_size: int | None = None,
-                  **config_overrides) -> NasbertForMaskedLM:
+                  teacher_layers: Sequence[int] | None = None, **config_overrides) -> NasbertForMaskedLM:
     """A NasbertForMaskedLM student of `arch` initialised by `init` (see the module docstring)."""
     if init not in INITS:
         raise UserError(f"--init must be one of {', '.join(INITS)}, not {init!r}")
+    if teacher_layers is not None and init != "teacher-layers":
+        raise UserError("--teacher-layers goes with --init teacher-layers")
     arch = space.validate(arch)
+    layer_map = teacher_layer_map(arch, teacher.layers_per_block, teacher_layers) if init == "teacher-layers" else None
+    if layer_map is not None and order is None:
+        order = teacher_order(teacher)
     hidden = space.hidden_size
     parts = teacher.embedding_parts
     if parts.projection is not None:  # factorised: the student takes all E of the teacher's embeddings
@@ -97,7 +140,7 @@ def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, tea
     if init.startswith("etd") and order is None:
         raise ValueError("ETD init needs an importance (or random) order")
     dims = torch.arange(e) if parts.projection is not None else embedding_dims(order, hidden, e)
-    state = supernet.export_state(arch) if init == "supernet" else _etd_state(space, arch, teacher, order)
+    state = supernet.export_state(arch) if init == "supernet" else _etd_state(space, arch, teacher, order, layer_map)
     state.update(_embedding_state(parts, dims, space))
     state.update(_first_projection(state, init, arch, order, parts, dims))
     missing = set(state) - set(model.nasbert.state_dict())
@@ -144,8 +187,10 @@ def _embedding_state(parts: TeacherEmbeddings, dims: torch.Tensor, space: Search
             for key, value in weights.items()}
 
 
-def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: ImportanceOrder) -> dict[str, torch.Tensor]:
-    """Encoder weights (student names) from the teacher's layers, ordered by `order`."""
+def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: ImportanceOrder,
+               layer_map: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+    """Encoder weights (student names) from the teacher's layers, ordered by `order`; with `layer_map` (per block,
+    the teacher layer of each pair of ops) whole layers, else ETD's mapping."""
     teacher_head_dim = matching_head_dim(space.head_dim, teacher)
     student = NasbertForMaskedLM(student_config(space, arch)).nasbert.encoder  # shapes to copy into
     k = teacher.layers_per_block
@@ -154,7 +199,7 @@ def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: Importan
         dims = order.hidden[:w]
         ops = block_arch.active_ops
         for j, (layer, op) in enumerate(zip(block.layers, ops)):
-            t = n * k + (j * k) // len(ops)
+            t = n * k + (j * k) // len(ops) if layer_map is None else layer_map[n][j // 2]
             rule = teacher_copy(op)
             if rule is None:
                 continue  # no teacher counterpart: stays at random
@@ -194,7 +239,7 @@ def initial_adapters(init: str, space: SearchSpace, arch: Arch, supernet: Supern
         if init == "supernet" and supernet is not None:
             adapter.weight.copy_(supernet.blocks[n].out_proj.weight[:, :w])
             adapter.bias.copy_(supernet.blocks[n].out_proj.bias)
-        elif init.startswith("etd") and order is not None:
+        elif (init.startswith("etd") or init == "teacher-layers") and order is not None:
             adapter.weight.zero_()
             adapter.weight[order.hidden[:w], torch.arange(w)] = 1.0
             adapter.bias.zero_()

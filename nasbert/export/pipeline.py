@@ -18,17 +18,17 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from nasbert.common.lock import other_entries
 from nasbert.common.recipe import hold_folder
-from nasbert.common.teacher import check_seq_len
+from nasbert.common.teacher import Teacher, check_seq_len
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions
-from nasbert.export.inherit import build_inherited_student, initial_adapters
+from nasbert.export.inherit import build_inherited_student, initial_adapters, teacher_layer_map, teacher_order
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
 from nasbert.latency.lut import Conditions, LatencyTable
@@ -46,6 +46,7 @@ class ExportRequest:
     arch: Arch
     search: dict = field(default_factory=dict)  # the search.json entry it came from, if any
     init: str | None = None  # overrides ExportOptions.init (e.g. to compare inits under one refinement)
+    teacher_layers: list[int] | None = None  # overrides ExportOptions.teacher_layers (init teacher-layers)
 
 
 # A budget name as search writes it (BudgetResult.name): "5ms", "0.5ms-10M", "10M"; numbers as Python's :g.
@@ -140,6 +141,7 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     if lut is not None:
         lut.check_space(space)
     teacher = run.load_teacher(with_mlm_head=True)
+    requests = [_with_teacher_layers(request, options, teacher) for request in requests]
     if options.refine is not None:
         check_seq_len(teacher, options.refine.seq_len, "--refine-seq-len")
     e = options.embedding_size or space.hidden_size
@@ -152,6 +154,8 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
         orders["etd-impt"] = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id,
                                               run.config.seed)
     orders["supernet"] = orders.get("etd-impt")  # for a reduced embedding size
+    if "teacher-layers" in inits:
+        orders["teacher-layers"] = teacher_order(teacher)
     supernet = run.supernet if "supernet" in inits else None
     torch.manual_seed(options.seed)
     students, adapters = {}, {}
@@ -160,7 +164,8 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
         order = orders.get(init)
         students[request.name] = build_inherited_student(init, space, request.arch, teacher, supernet=supernet,
                                                          order=order, teacher_mlm_head=teacher.mlm_head,
-                                                         embedding_size=options.embedding_size)
+                                                         embedding_size=options.embedding_size,
+                                                         teacher_layers=request.teacher_layers)
         adapters[request.name] = initial_adapters(init, space, request.arch, supernet, order)
     refined = None
     if options.refine is not None:
@@ -187,6 +192,8 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
         "flops": space.flops(request.arch), "search": request.search or None,
         "refine": None,
     }
+    if request.teacher_layers is not None:
+        facts["teacher_layers"] = request.teacher_layers
     if refined is not None:
         last = _last_losses(refined.run_dir, request.name)
         facts["refine"] = {"steps": refined.config.steps, "data": refined.config.train_files,
@@ -212,6 +219,17 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
                                                         gauge_reference_ms=gauge_reference_ms(lut))
         facts["measured_conditions"] = conditions.to_json()
     return facts
+
+
+def _with_teacher_layers(request: ExportRequest, options: ExportOptions, teacher: Teacher) -> ExportRequest:
+    """A teacher-layers request with the teacher layers it keeps spelled out (checked; for the card)."""
+    given = request.teacher_layers if request.teacher_layers is not None else options.teacher_layers
+    if (request.init or options.init) != "teacher-layers":
+        if given is not None:
+            raise UserError("--teacher-layers goes with --init teacher-layers")
+        return request
+    layer_map = teacher_layer_map(request.arch, teacher.layers_per_block, given)
+    return replace(request, teacher_layers=[t for block in layer_map for t in block])
 
 
 def _last_losses(run_dir: Path, name: str) -> dict | None:

@@ -1,0 +1,147 @@
+"""`nasbert compare`: students and their teacher fine-tuned on one task with the same settings, timed side by
+side, in one table and one plot of task score against measured latency.
+
+    OUTPUT/latency.json        every model timed in interleaved rounds under one set of conditions
+    OUTPUT/runs/NAME/seedK/    each fine-tune (`nasbert finetune`; the students with `nasbert distill --recipe R`
+                               from the fine-tuned teacher when --recipe is given)
+    OUTPUT/compare.json        per model: family, budget, measured ms, scores per seed, mean, min, max
+    OUTPUT/compare.md          the table;  OUTPUT/compare.png  the plot
+
+A teacher folder that `nasbert finetune` wrote (it holds eval_results.json) is used as it is: its score is its
+own, and it is the recipe's teacher; any other teacher is fine-tuned here with every seed, like the students.
+Resumable: a fine-tune whose eval_results.json exists is kept (one left half-done is started over), and the
+timings are kept while the models and conditions are the same. Fine-tunes run seed by seed (every model's seed 0
+first), so an interrupted comparison already compares.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from nasbert.baselines.config import CompareConfig
+from nasbert.baselines.report import run_settings, write_report
+from nasbert.baselines.run import RESULTS, read_rows
+from nasbert.baselines.side_by_side import time_side_by_side
+from nasbert.errors import UserError
+from nasbert.finetune.config import FinetuneConfig
+from nasbert.latency.lut import Conditions, LatencyTable
+from nasbert.latency.measure import gauge_reference_ms
+from nasbert.search.budget import parse_latency_ms
+
+
+@dataclass
+class Compared:
+    name: str  # its runs/ folder and its row
+    family: str  # teacher, searched, depth, width, uniform, student
+    folder: str
+    budget: str | None = None
+    budget_ms: float | None = None
+
+
+def models_to_compare(config: CompareConfig) -> tuple[list[Compared], Compared]:
+    """The students (from --baselines, then --students) and the teacher."""
+    models, teacher = [], config.teacher
+    if config.baselines:
+        path = Path(config.baselines) / RESULTS
+        if not path.is_file():
+            raise UserError(f"{config.baselines} holds no {RESULTS}; give a `nasbert baselines` output folder")
+        teacher = teacher or json.loads(path.read_text()).get("teacher")
+        for row in read_rows(path):
+            if row.get("folder") and (Path(row["folder"]) / "config.json").is_file():
+                models.append(Compared(Path(row["folder"]).name, row["family"], row["folder"], row["budget"],
+                                       row["latency_budget_ms"]))
+    for folder in config.students or []:
+        if not (Path(folder) / "config.json").is_file():
+            raise UserError(f"{folder} is not a model folder (no config.json)")
+        facts_file = Path(folder) / "nasbert_export.json"
+        search = (json.loads(facts_file.read_text()).get("search") or {}) if facts_file.is_file() else {}
+        budget = search.get("budget")
+        models.append(Compared(Path(folder).name, "searched" if search else "student", str(folder), budget,
+                               parse_latency_ms(budget) if budget and budget.endswith("ms") else None))
+    if not teacher:
+        raise UserError("give the teacher with --teacher")
+    names = [m.name for m in models] + ["teacher"]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"two models are named {twice[0]} (a folder's name names its row); rename one folder")
+    if not models:
+        raise UserError("no student to compare: the --baselines folder exported none and no --students were given")
+    return models, Compared("teacher", "teacher", str(teacher))
+
+
+def compare(config: CompareConfig, task_values: dict) -> dict:
+    """Time every model, fine-tune each with every seed, write the report; `task_values` are the fine-tune /
+    distil options (DistillConfig fields) every run shares."""
+    output = Path(config.output)
+    models, teacher = models_to_compare(config)
+    output.mkdir(parents=True, exist_ok=True)
+    latency = side_by_side(models + [teacher], config, output, bool(task_values.get("trust_remote_code")))
+    given = (Path(teacher.folder) / "eval_results.json").is_file()  # a `nasbert finetune` output: used as it is
+    recipe_teacher = teacher.folder if given else str(output / "runs" / "teacher" / "seed0")
+    teacher_values = {**task_values, **({"lr": config.teacher_lr} if config.teacher_lr is not None else {})}
+    runs: dict[str, list[Path]] = {m.name: [] for m in [teacher, *models]}
+    if given:
+        runs["teacher"].append(Path(teacher.folder))
+    for seed in range(config.seeds):
+        if not given:
+            runs["teacher"].append(fine_tune(teacher, seed, output, teacher_values))
+        for model in models:
+            runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
+    task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
+    return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given)
+
+
+def side_by_side(models: list[Compared], config: CompareConfig, output: Path, trust: bool) -> dict:
+    """{"conditions", "note", "ms": {name: ms}}, measured now or kept from latency.json (same models, conditions)."""
+    table = LatencyTable.load(config.lut) if config.lut else None
+    if table is not None:
+        c = table.conditions
+        conditions = Conditions.current(c.device, c.threads, c.batch_size, c.seq_len, c.dtype)
+        table.require(conditions)
+    else:
+        conditions = Conditions.current("cpu", config.latency_threads, config.latency_batch_size,
+                                        config.latency_seq_len, "float32")
+    folders = {m.name: m.folder for m in models}
+    path = output / "latency.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        same = not Conditions.from_json(kept["conditions"], str(path)).mismatches(conditions)
+        if same and kept.get("folders") == folders:
+            return kept
+    ms, note = time_side_by_side(folders, conditions, config.latency_rounds, config.latency_min_run_time,
+                                 gauge_reference_ms(table), trust)
+    result = {"conditions": conditions.to_json(), "note": note, "folders": folders, "ms": ms}
+    path.write_text(json.dumps(result, indent=1))
+    print(note)
+    return result
+
+
+def fine_tune(model: Compared, seed: int, output: Path, values: dict, recipe: str | None = None,
+              recipe_teacher: str | None = None) -> Path:
+    """OUTPUT/runs/NAME/seedK: `nasbert finetune`, or `nasbert distill --recipe` from `recipe_teacher`; kept when
+    its result exists (and it was made from this model), started over when it was left half-done."""
+    out = output / "runs" / model.name / f"seed{seed}"
+    if (out / "eval_results.json").is_file():
+        held = run_settings(out).get("model")
+        if held is not None and Path(held).resolve() != Path(model.folder).resolve():
+            raise UserError(f"{out} was fine-tuned from {held}, not {model.folder}; remove it to redo it")
+        return out
+    for leftover in (out, out.with_name(out.name + ".partial")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\n== {model.name} seed {seed}", flush=True)
+    values = {**values, "model": model.folder, "output": str(out), "seed": seed}
+    if recipe is not None:
+        from nasbert.finetune.distill.config import DistillConfig
+        from nasbert.finetune.distill.run import distill
+
+        distill(DistillConfig(**values, teacher=recipe_teacher, recipe=recipe))
+    else:
+        from nasbert.finetune.trainer import finetune
+
+        names = {f.name for f in fields(FinetuneConfig)}
+        finetune(FinetuneConfig(**{k: v for k, v in values.items() if k in names}))
+    return out

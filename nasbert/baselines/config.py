@@ -1,0 +1,91 @@
+"""Options of `nasbert baselines` (BaselinesConfig) and `nasbert compare` (CompareConfig).
+
+Light (no torch): the command line imports it to build `--help`; each field's help is the flag's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nasbert.baselines.families import FAMILIES
+from nasbert.errors import UserError
+from nasbert.finetune.distill.registry import RECIPES
+
+DEPTH_LAYERS = ("evenly", "importance")
+
+
+@dataclass
+class BaselinesConfig:
+    """Which families, which budgets, how they are measured; the export flags are `nasbert export`'s."""
+
+    run: str = field(metadata={"positional": True, "help": "a train-supernet run folder (teacher, space, supernet)"})
+    latency_budget: list[str] = field(metadata={"metavar": "BUDGET", "help": "latency budgets with units, e.g. 20ms"})
+    lut: str = field(metadata={"help": "the latency table of the target device: members are proposed by its "
+                                       "prediction and measured under its conditions"})
+    output: str = field(metadata={"help": "folder for baselines.json, baselines.md and students/FAMILY-BUDGET/"})
+    families: list[str] = field(default_factory=lambda: list(FAMILIES), metadata={
+        "metavar": "FAMILY", "help": "the families, by name or comma-separated: " + "; ".join(
+            f"{f.name}: {f.summary}" for f in FAMILIES.values()) + f" (default: {','.join(FAMILIES)})"})
+    depth_layers: str = field(default="evenly", metadata={
+        "choices": DEPTH_LAYERS, "help": "which teacher layers a depth-pruned student keeps: evenly spaced "
+                                         "(DistilBERT) or those that change their input most (ShortGPT)"})
+    measure_top: int = field(default=3, metadata={
+        "help": "members measured end to end at a time, largest prediction first (0: trust the table)"})
+    tightenings: int = field(default=4, metadata={
+        "help": "times the prediction is tightened when every member measured is over the budget"})
+    min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per member measured"})
+    rounds: int = field(default=3, metadata={"help": "rounds each member is timed in (the median is kept)"})
+    keep_closest: bool = field(default=False, metadata={
+        "help": "also export a family's closest member under the budget when none measures within 10 %% under it "
+                "(marked in baselines.json)"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda, for the supernet and the refinement"})
+
+    def __post_init__(self) -> None:
+        names = [name.strip() for item in self.families for name in item.split(",") if name.strip()]
+        unknown = [name for name in names if name not in FAMILIES]
+        if unknown or not names:
+            raise UserError(f"--families takes some of {', '.join(FAMILIES)}, not {', '.join(unknown) or 'nothing'}")
+        self.families = list(dict.fromkeys(names))
+        for name in ("measure_top", "tightenings"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
+        if not (self.min_run_time > 0 and self.rounds > 0):
+            raise UserError("--min-run-time and --rounds must be positive")
+
+
+@dataclass
+class CompareConfig:
+    """The models, the teacher, the seeds and how latency is measured; the task flags are `nasbert distill`'s."""
+
+    output: str = field(metadata={"help": "folder for compare.json, compare.md, compare.png and runs/"})
+    students: list[str] | None = field(default=None, metadata={
+        "metavar": "FOLDER", "help": "student folders to compare (e.g. from nasbert export)"})
+    baselines: str | None = field(default=None, metadata={
+        "help": "a `nasbert baselines` output folder: every student it exported joins the comparison"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "the teacher: a raw encoder (fine-tuned here like the students) or a `nasbert finetune` output "
+                "(used as it is) (default: the baselines' run's teacher)"})
+    seeds: int = field(default=3, metadata={"help": "fine-tunes per model (seeds 0 .. N-1); the table shows mean "
+                                                    "and range"})
+    recipe: str | None = field(default=None, metadata={
+        "choices": tuple(RECIPES), "help": "distil every student with this `nasbert distill` recipe from the "
+                                           "fine-tuned teacher (default: plain fine-tuning)"})
+    teacher_lr: float | None = field(default=None, metadata={"help": "the teacher's learning rate (default: --lr)"})
+    lut: str | None = field(default=None, metadata={
+        "help": "time under this latency table's conditions and speed gauge (default: --latency-* on cpu)"})
+    latency_threads: int | None = field(default=None, metadata={"help": "threads when timing (default: torch's)"})
+    latency_batch_size: int = field(default=1, metadata={"help": "batch size when timing"})
+    latency_seq_len: int = field(default=128, metadata={"help": "tokens per sequence when timing"})
+    latency_rounds: int = field(default=3, metadata={
+        "help": "interleaved rounds: each round times every model once, the median round is kept"})
+    latency_min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per model over all rounds"})
+
+    def __post_init__(self) -> None:
+        if not self.students and not self.baselines:
+            raise UserError("nothing to compare: give --students FOLDER ... and/or --baselines FOLDER")
+        if self.seeds <= 0:
+            raise UserError("--seeds must be positive")
+        if min(self.latency_batch_size, self.latency_seq_len, self.latency_rounds) <= 0 or not (
+                self.latency_min_run_time > 0):
+            raise UserError("--latency-batch-size, --latency-seq-len, --latency-rounds and --latency-min-run-time "
+                            "must be positive")

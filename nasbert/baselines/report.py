@@ -1,0 +1,110 @@
+"""The comparison's report: compare.json, compare.md (one row per model) and compare.png (task score against
+measured latency, every family and the teacher on one plot, a dotted line at every budget)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nasbert.errors import UserError
+
+if TYPE_CHECKING:
+    from nasbert.baselines.compare import Compared
+    from nasbert.baselines.config import CompareConfig
+
+FAMILY_ORDER = ("teacher", "searched", "depth", "width", "uniform", "student")
+MARKERS = {"teacher": "s", "searched": "*", "depth": "v", "width": "D", "uniform": "o", "student": "P"}
+
+
+def run_settings(out: Path) -> dict:
+    """{"model", "metric"} of a finished fine-tune (finetune_args.json) or distillation (distill_args.json)."""
+    for name in ("finetune_args.json", "distill_args.json"):
+        path = out / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return {"model": data.get("model") or (data.get("options") or {}).get("model"),
+                    "metric": data.get("metric")}
+    return {}
+
+
+def score(out: Path, metric: str | None) -> tuple[float, str]:
+    """(the run's dev score, the metric it is in): `metric`, else the one the run chose."""
+    results = json.loads((out / "eval_results.json").read_text())
+    metric = metric or run_settings(out).get("metric") or ("accuracy" if "eval_accuracy" in results else "pearson")
+    if f"eval_{metric}" not in results:
+        raise UserError(f"{out}/eval_results.json has no {metric}; the runs compared must be of one task")
+    return float(results[f"eval_{metric}"]), metric
+
+
+def write_report(output: Path, models: list[Compared], latency: dict, runs: dict[str, list[Path]],
+                 config: CompareConfig, task: dict, teacher_given: bool = False) -> dict:
+    """Write compare.json, compare.md and compare.png; return compare.json's content."""
+    metric = None
+    rows = []
+    for model in models:
+        scores = []
+        for out in runs[model.name]:
+            value, metric = score(out, metric)
+            scores.append(value)
+        rows.append({"name": model.name, "family": model.family, "budget": model.budget,
+                     "latency_budget_ms": model.budget_ms, "folder": model.folder,
+                     "measured_ms": latency["ms"][model.name], "scores": scores,
+                     "mean": statistics.mean(scores), "min": min(scores), "max": max(scores)})
+    rows.sort(key=lambda r: (-(r["latency_budget_ms"] or float("inf")), _family_rank(r["family"]), r["name"]))
+    payload = {"metric": metric, "task": task,
+               "recipe": config.recipe or "finetune", "seeds": config.seeds, "teacher_given": teacher_given,
+               "latency_conditions": latency["conditions"], "latency_note": latency["note"], "models": rows}
+    (output / "compare.json").write_text(json.dumps(payload, indent=1))
+    text = markdown(payload)
+    (output / "compare.md").write_text(text + "\n")
+    print("\n" + text)
+    plot(payload, output / "compare.png")
+    print(f"wrote {output / 'compare.json'}, {output / 'compare.md'}, {output / 'compare.png'}")
+    return payload
+
+
+def _family_rank(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
+def markdown(payload: dict) -> str:
+    c = payload["latency_conditions"]
+    how = "fine-tuned" if payload["recipe"] == "finetune" else f"distilled with {payload['recipe']}"
+    lines = [f"{payload['metric']} on the dev set, mean [min, max] of {payload['seeds']} seed(s), students {how}; "
+             f"latency measured side by side on {c.get('device_name', c['device'])}, {c['threads']} thread(s), batch "
+             f"{c['batch_size']} x {c['seq_len']} tokens ({payload['latency_note']})", "",
+             f"| model | family | budget | measured ms | {payload['metric']} mean [min, max] |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in payload["models"]:
+        budget = f"{r['latency_budget_ms']:.3f} ms" if r["latency_budget_ms"] else "-"
+        spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
+        lines.append(f"| {r['name']} | {r['family']} | {budget} | {r['measured_ms']:.3f} | {r['mean']:.4f}{spread} |")
+    return "\n".join(lines)
+
+
+def plot(payload: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    families = sorted({r["family"] for r in payload["models"]}, key=_family_rank)
+    for family in families:
+        rows = [r for r in payload["models"] if r["family"] == family]
+        axes.errorbar([r["measured_ms"] for r in rows], [r["mean"] for r in rows],
+                      yerr=[[r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]],
+                      fmt=MARKERS.get(family, "x"), ms=11 if family == "searched" else 7, capsize=3, label=family)
+    for budget in sorted({r["latency_budget_ms"] for r in payload["models"] if r["latency_budget_ms"]}):
+        axes.axvline(budget, ls=":", c="0.6")
+    axes.set_xlabel(f"measured latency, batch {payload['latency_conditions']['batch_size']} x "
+                    f"{payload['latency_conditions']['seq_len']} (ms)")
+    axes.set_ylabel(f"dev {payload['metric']} (mean, range over seeds)")
+    axes.set_title("task score against measured latency (dotted: budgets)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

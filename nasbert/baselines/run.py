@@ -1,0 +1,184 @@
+"""`nasbert baselines`: per budget, the best-fitting member of each family, exported like a searched student.
+
+    OUTPUT/baselines.json         one row per (budget, family): arch, init, teacher layers, predicted and measured
+                                  ms, folder, and a sentence (how it fits, or why no member does)
+    OUTPUT/baselines.md           the same as a table
+    OUTPUT/students/FAMILY-BUDGET/ student folders, written by `nasbert export`'s code path with its refinement
+    OUTPUT/students.refine*/      the refinement's checkpoints (shared by the students exported together)
+
+Staged and resumable: a choice is written as soon as it is made and kept when the command runs again (it is not
+re-measured), and a student already exported is kept; what is missing is exported (and refined together) on the
+next run. An interrupted refinement continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nasbert.baselines.choose import Choice, Priced, choose
+from nasbert.baselines.config import BaselinesConfig
+from nasbert.baselines.families import FAMILIES
+from nasbert.baselines.registry import NoMembers, ProposalContext
+from nasbert.baselines.timing import arch_timer
+from nasbert.errors import UserError
+from nasbert.export.config import ExportOptions, RefineConfig
+from nasbert.export.pipeline import ExportRequest, export_facts, export_students
+from nasbert.latency.lut import LatencyTable
+from nasbert.search.budget import parse_latency_ms
+from nasbert.train_supernet.run import Run
+from search_space import Arch
+
+RESULTS = "baselines.json"
+
+
+def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> list[dict]:
+    """Choose (or keep) a member of every family under every budget, export the missing ones; the rows written."""
+    output = Path(config.output)
+    budgets = {f"{ms:g}ms": ms for ms in (parse_latency_ms(b) for b in config.latency_budget)}
+    lut = LatencyTable.load(config.lut)
+    lut.check_space(run.space)
+    output.mkdir(parents=True, exist_ok=True)
+    kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
+    context = proposal_context(run, config, options)
+    timer = arch_timer(lut, config.min_run_time, config.rounds) if config.measure_top > 0 else None
+    rows = []
+    for name, budget_ms in budgets.items():
+        for family in config.families:
+            row = kept.get((name, family))
+            if row is None:
+                row = choose_row(family, name, budget_ms, context, lut, timer, config, output)
+            print(f"{name} {family}: {row['arch'] or '-'}  {row['note']}", flush=True)
+            rows.append(row)
+            write_rows(output, rows, run, config)  # a choice is kept even if a later one is interrupted
+    export_missing(run, rows, output, options)
+    for row in rows:
+        if row["folder"] and (Path(row["folder"]) / "nasbert_export.json").exists():
+            row["export_measured_ms"] = export_facts(row["folder"]).get("measured_latency_ms")
+    write_rows(output, rows, run, config)
+    print(table(rows))
+    return rows
+
+
+def proposal_context(run: Run, config: BaselinesConfig, options: ExportOptions) -> ProposalContext:
+    teacher = run.teacher
+
+    @functools.cache
+    def layer_scores() -> list[float]:  # only --depth-layers importance asks, once
+        from nasbert.baselines.importance import layer_influence
+
+        ids = run.dev_ids[: options.importance_batches * 8].to(run.device)
+        return layer_influence(teacher, list(ids.split(8)))
+
+    return ProposalContext(run.space, len(teacher.encoder_layers), teacher.layers_per_block, config.depth_layers,
+                           layer_scores)
+
+
+def choose_row(family: str, name: str, budget_ms: float, context: ProposalContext, lut: LatencyTable, timer,
+               config: BaselinesConfig, output: Path) -> dict:
+    """The row of one family under one budget: its chosen member (or, with --keep-closest, the closest one under
+    the budget), or the sentence saying why none fits."""
+    row = {"budget": name, "latency_budget_ms": budget_ms, "family": family, "arch": None, "init": None,
+           "teacher_layers": None, "predicted_ms": None, "measured_ms": None, "within_10_percent": False,
+           "folder": None, "note": None}
+    try:
+        members = FAMILIES[family].propose(context)
+    except NoMembers as error:
+        return {**row, "note": f"no {family} student: {error}"}
+    priced = list({str(m.arch): Priced(m, lut.predict_ms(m.arch)) for m in members}.values())
+    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings)
+    picked = choice.chosen or (choice.closest if config.keep_closest and _under(choice) else None)
+    row.update(within_10_percent=choice.chosen is not None, note=choice.note)
+    if picked is not None:
+        member = picked.member
+        row.update(arch=str(member.arch), init=member.init, predicted_ms=round(picked.predicted_ms, 6),
+                   measured_ms=None if picked.measured_ms is None else round(picked.measured_ms, 6),
+                   teacher_layers=list(member.teacher_layers) if member.teacher_layers is not None else None,
+                   folder=str(output / "students" / f"{family}-{name}"))
+    return row
+
+
+def _under(choice: Choice) -> bool:
+    closest = choice.closest
+    if closest is None:
+        return False
+    ms = closest.measured_ms if closest.measured_ms is not None else closest.predicted_ms
+    return ms <= choice.budget_ms
+
+
+def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOptions) -> None:
+    """Export (and refine together) every chosen student whose folder is not there yet."""
+    wanted = [row for row in rows if row["folder"]]
+    missing = []
+    for row in wanted:
+        held = _arch_in(Path(row["folder"]))
+        if held is None:
+            missing.append(row)
+        elif held != row["arch"]:
+            raise UserError(f"{row['folder']} holds {held}, not the chosen {row['arch']}; remove it to export the "
+                            "choice again")
+    if not missing:
+        return
+    names = [Path(row["folder"]).name for row in missing]
+    if options.refine is not None:  # one refinement folder per set of students refined together
+        suffix = "" if len(missing) == len(wanted) else "." + "+".join(names)
+        refine = replace(options.refine, output=str(output / f"students.refine{suffix}"), resume=True)
+        _refuse_changed(refine)
+        options = replace(options, refine=refine)
+    requests = [ExportRequest(Path(row["folder"]).name, Arch.parse(row["arch"]), init=row["init"],
+                              teacher_layers=row["teacher_layers"]) for row in missing]
+    target = Path(missing[0]["folder"]) if len(missing) == 1 else output / "students"
+    export_students(run, requests, target, options)
+
+
+def _refuse_changed(refine: RefineConfig) -> None:
+    saved = Path(refine.output) / "refine_config.json"
+    if saved.is_file():
+        changed = refine.changed_options(json.loads(saved.read_text()))
+        if changed:
+            raise UserError(f"{refine.output} holds a refinement started with other options ({', '.join(changed)});"
+                            f" use the same options or remove it")
+
+
+def _arch_in(folder: Path) -> str | None:
+    config = folder / "config.json"
+    return json.loads(config.read_text()).get("arch") if config.is_file() else None
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())["baselines"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise UserError(f"{path} is not a nasbert baselines.json; remove it or choose another --output") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"budget", "family"} <= set(r) for r in rows):
+        raise UserError(f"{path} is not a nasbert baselines.json; remove it or choose another --output")
+    return rows
+
+
+def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig) -> None:
+    payload = {"run": str(run.path), "teacher": run.config.teacher, "lut": str(config.lut),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "options": {k: v for k, v in asdict(config).items() if k not in ("run", "output")}, "baselines": rows}
+    tmp = output / (RESULTS + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.rename(output / RESULTS)
+    (output / "baselines.md").write_text(table(rows) + "\n")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| budget | family | arch | init | predicted ms | measured ms | note |", "|" + " --- |" * 7]
+    for r in rows:
+        lines.append(f"| {r['budget']} | {r['family']} | {'`' + r['arch'] + '`' if r['arch'] else '-'} | "
+                     f"{r['init'] or '-'}{' ' + str(r['teacher_layers']) if r['teacher_layers'] else ''} | "
+                     f"{_ms(r['predicted_ms'])} | {_ms(r['measured_ms'])} | "
+                     f"{r['note']} |")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,237 @@
+"""Baseline families and the comparison: each family's proposal fits its budget on a tiny table, the depth-pruned
+student with teacher weights computes the kept teacher layers exactly, `nasbert baselines` exports one student per
+family (or says in one sentence why none fits), and `nasbert compare` tabulates and plots them with the teacher."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+import torch
+from tiny_assets import WORDS, make_corpus, make_tiny_teacher
+
+from nasbert.baselines.choose import Priced, choose
+from nasbert.baselines.families import FAMILIES
+from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
+from nasbert.baselines.timing import arch_timer
+from nasbert.cli import main
+from nasbert.common.teacher import load_teacher, teacher_space
+from nasbert.export.inherit import build_inherited_student, teacher_layer_map
+from nasbert.latency import LatencyTable, profile_space
+from nasbert.train_supernet.config import TrainConfig
+from nasbert.train_supernet.recipe import train_supernet
+from nasbert.train_supernet.run import load_run
+from search_space import Arch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+INITS = {"depth": "teacher-layers", "width": "etd-impt", "uniform": "supernet"}
+
+
+def _task(folder, rows: int, seed: int):
+    """A sentiment-like TSV: label 1 when the sentence holds 'happy'."""
+    rng = random.Random(seed)
+    lines = ["sentence\tlabel"]
+    for _ in range(rows):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 8))]
+        lines.append(f"{' '.join(words)}\t{int('happy' in words)}")
+    folder.write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("baselines")
+    teacher = make_tiny_teacher(root / "teacher", layers=4)
+    corpus = make_corpus(root / "corpus.txt", 200)
+    run = train_supernet(TrainConfig(teacher=str(teacher), train_files=[str(corpus)], output=str(root / "run"),
+                                     num_blocks=2, seq_len=32, batch_size=8, widths=[16, 32], max_steps=4,
+                                     eval_every=100, save_every=100, candidates_per_block=4))
+    space = load_run(run).space
+    profile_space(space, threads=1, seq_len=32, min_run_time_s=0.01, rounds=1, progress=False).save(root / "lut.json")
+    return {"root": root, "teacher": teacher, "corpus": corpus, "run": run, "lut": root / "lut.json", "space": space,
+            "train": _task(root / "train.tsv", 48, 0), "dev": _task(root / "dev.tsv", 16, 1)}
+
+
+def _context(space) -> ProposalContext:
+    return ProposalContext(space, teacher_layers_count=4, teacher_layers_per_block=2)
+
+
+def _priced(family: str, space, lut: LatencyTable) -> list[Priced]:
+    return [Priced(m, lut.predict_ms(m.arch)) for m in FAMILIES[family].propose(_context(space))]
+
+
+# ---- the families and the choice --------------------------------------------------------------------------------
+
+
+def test_every_family_proposes_members_of_the_space_with_its_init(tiny):
+    space = tiny["space"]
+    members = {name: family.propose(_context(space)) for name, family in FAMILIES.items()}
+    assert set(members) >= {"depth", "width", "uniform"}
+    for name, proposed in members.items():
+        assert proposed and all(m.init == INITS[name] and space.validate(m.arch) for m in proposed)
+    # depth: 2 and 3 of the 4 teacher layers, evenly spaced, at the teacher's width; one M,F pair per kept layer
+    assert [(str(m.arch), m.teacher_layers) for m in members["depth"]] == [
+        ("32:M,F,I,I/32:M,F,I,I", (0, 2)), ("32:M,F,M,F/32:M,F,I,I", (0, 1, 2))]
+    assert {b.width for m in members["width"] for b in m.arch} == {16}  # narrower than the teacher only
+    assert len(members["uniform"]) == 2 * 2 * 2  # widths x depth of block 1 x depth of block 2
+
+
+def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
+    """Prediction within the budget; measured within 10 % under it, or the sentence that says none is."""
+    lut = LatencyTable.load(tiny["lut"])
+    timer = arch_timer(lut, min_run_time_s=0.02, rounds=1)
+    assert timer is not None  # the table was made on this machine
+    priced = {family: _priced(family, tiny["space"], lut) for family in FAMILIES}
+    budget = 1.05 * max(max(p.predicted_ms for p in members) for members in priced.values())
+    for family, members in priced.items():
+        choice = choose(family, members, budget, timer, count=2, tightenings=2)
+        if choice.chosen is not None:
+            assert choice.chosen.predicted_ms <= budget
+            assert 0.9 * budget <= choice.chosen.measured_ms <= budget, choice.note
+            assert choice.note.startswith("measured ")
+        else:
+            assert re.fullmatch(rf"no {family} student measured within 10 % under the [\d.]+ ms budget: the "
+                                r"closest, \S+, measured [\d.]+ ms \([\d.]+ x the budget\)", choice.note)
+            assert choice.closest.arch in choice.note
+
+
+def _members(predicted: list[float]) -> list[Priced]:
+    archs = [f"{w}:M,F,I,I/{w2}:M,F,I,I" for w in (16, 32) for w2 in (16, 32)] + ["32:M,F,M,F/32:M,F,M,F"]
+    return [Priced(Member("uniform", Arch.parse(a), "supernet"), ms) for a, ms in zip(archs, predicted)]
+
+
+def test_the_largest_member_that_measures_within_10_percent_under_the_budget_wins():
+    members = _members([9.9, 9.5, 9.2, 5.0])
+    measured = {m.arch: ms for m, ms in zip(members, [10.4, 9.6, 9.3, 5.1])}
+    choice = choose("uniform", members, 10.0, measured.__getitem__, count=3)
+    assert choice.chosen is members[1] and choice.note == "measured 9.600 ms (0.96 x the budget), predicted 9.500 ms"
+
+
+def test_when_every_member_measured_is_over_the_prediction_is_tightened():
+    members = _members([9.9, 9.8, 9.3, 8.8, 4.0])
+    measured = {m.arch: 1.1 * m.predicted_ms for m in members}  # the table under-predicts by 10 %: 9.3 -> 10.23
+    choice = choose("uniform", members, 10.0, measured.__getitem__, count=2)
+    assert choice.chosen is members[3] and choice.chosen.measured_ms == pytest.approx(9.68)
+
+
+def test_a_budget_between_two_members_gets_one_sentence_naming_the_closest():
+    members = _members([9.9, 6.0])
+    measured = {m.arch: ms for m, ms in zip(members, [10.5, 6.3])}
+    choice = choose("uniform", members, 10.0, measured.__getitem__, count=3)
+    assert choice.chosen is None and choice.closest is members[1]
+    assert choice.note == (f"no uniform student measured within 10 % under the 10.000 ms budget: the closest, "
+                           f"{members[1].arch}, measured 6.300 ms (0.63 x the budget)")
+
+
+def test_a_budget_nothing_is_predicted_under_names_the_smallest_member():
+    members = _members([3.0, 2.0])
+    choice = choose("width", members, 1.0, None)
+    assert choice.chosen is None
+    assert choice.note == f"no width student is predicted within 1.000 ms: the smallest, {members[1].arch}, is " \
+                          "predicted 2.000 ms"
+
+
+# ---- the depth-pruned teacher is exact ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kept", [[0, 2], [1, 2, 3]])
+def test_the_depth_pruned_student_computes_the_kept_teacher_layers_exactly(tiny, kept):
+    teacher = load_teacher(str(tiny["teacher"]), num_blocks=2)
+    space = teacher_space(teacher, widths=(16, 32))
+    counts = [sum(n * 2 <= t < n * 2 + 2 for t in kept) for n in range(2)]
+    arch = pairs_arch(space, 32, counts)
+    student = build_inherited_student("teacher-layers", space, arch, teacher, teacher_layers=kept).eval()
+    after = []  # the student's state after each M,F pair: the output of its F layer
+    hooks = [layer.register_forward_hook(lambda module, inputs, output: after.append(output))
+             for block in student.nasbert.encoder.blocks for layer in block.layers if layer.family == "F"]
+    ids = torch.randint(5, 40, (3, 12))
+    with torch.no_grad():
+        last = student.nasbert(ids).last_hidden_state
+        hand = teacher.embeddings(input_ids=ids)  # (B, T, H)
+        assert torch.allclose(student.nasbert.embeddings(ids), hand, atol=1e-5)
+        expected = []
+        for t in kept:
+            out = teacher.encoder_layers[t](hand)
+            hand = out[0] if isinstance(out, tuple) else out
+            expected.append(hand)
+    for hook in hooks:
+        hook.remove()
+    assert len(after) == len(kept)
+    for state, want in zip(after, expected):
+        assert (state - want).abs().max() <= 1e-5
+    assert (last - expected[-1]).abs().max() <= 1e-5  # the output projection is the identity
+
+
+def test_teacher_layers_default_to_evenly_spaced_in_each_block_and_are_checked():
+    arch = Arch.parse("32:M,F,I,I/32:M,F,M,F")
+    assert teacher_layer_map(arch, 2) == [[0], [2, 3]]
+    assert teacher_layer_map(arch, 2, [1, 2, 3]) == [[1], [2, 3]]
+    from nasbert.errors import UserError
+
+    with pytest.raises(UserError, match="block 1 of the arch keeps 1 of the teacher's layers 0..1"):
+        teacher_layer_map(arch, 2, [2, 3, 3])
+    with pytest.raises(UserError, match="names 2 layers but the arch has 3 pairs"):
+        teacher_layer_map(arch, 2, [0, 2])
+
+
+# ---- the commands ------------------------------------------------------------------------------------------------
+
+
+def _baselines_argv(tiny, budget_ms: float, output) -> list[str]:
+    return ["baselines", str(tiny["run"]), "--latency-budget", f"{budget_ms:.6f}ms", "--lut", str(tiny["lut"]),
+            "--output", str(output), "--measure-top", "0", "--keep-closest", "--no-measure", "--refine-steps", "2",
+            "--train-file", str(tiny["corpus"]), "--refine-batch-size", "4", "--refine-seq-len", "32"]
+
+
+def test_a_budget_nothing_fits_gets_one_sentence_per_family_and_exit_0(tiny, tmp_path, capsys):
+    out = tmp_path / "none"
+    assert main(_baselines_argv(tiny, 0.0001, out)) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((out / "baselines.json").read_text())["baselines"]
+    assert [r["family"] for r in rows] == list(FAMILIES) and not any(r["folder"] for r in rows)
+    for row in rows:
+        assert re.fullmatch(rf"no {row['family']} student is predicted within 0\.000 ms: the smallest, \S+, is "
+                            r"predicted [\d.]+ ms", row["note"])
+        assert f"{row['budget']} {row['family']}: -  {row['note']}\n" in printed
+    assert not (out / "students").exists()
+
+
+def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_path, capsys):
+    lut = LatencyTable.load(tiny["lut"])
+    smallest = [min(p.predicted_ms for p in _priced(f, tiny["space"], lut)) for f in FAMILIES]
+    budget = 1.02 * max(smallest)  # every family has a member under it
+    out = tmp_path / "baselines"
+    assert main(_baselines_argv(tiny, budget, out)) == 0
+    rows = json.loads((out / "baselines.json").read_text())["baselines"]
+    assert {r["family"] for r in rows} == set(FAMILIES)
+    for row in rows:
+        assert row["predicted_ms"] <= budget and row["folder"], row
+        facts = json.loads((tmp_path / "baselines" / "students" / f"{row['family']}-{row['budget']}" /
+                            "nasbert_export.json").read_text())
+        assert (facts["arch"], facts["init"], facts["refine"]["steps"]) == (row["arch"], INITS[row["family"]], 2)
+        assert facts.get("teacher_layers") == row["teacher_layers"]
+    assert next(r for r in rows if r["family"] == "depth")["teacher_layers"] == [0, 2]
+    assert "| budget | family | arch |" in (out / "baselines.md").read_text()
+
+    compare = ["compare", "--baselines", str(out), "--train-file", str(tiny["train"]), "--validation-file",
+               str(tiny["dev"]), "--output", str(tmp_path / "cmp"), "--seeds", "1", "--max-steps", "2",
+               "--batch-size", "8", "--lr", "1e-3", "--report-to", "none", "--device", "cpu",
+               "--latency-rounds", "1", "--latency-min-run-time", "0.02", "--latency-seq-len", "32"]
+    capsys.readouterr()
+    assert main(compare) == 0
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert result["metric"] == "accuracy"
+    assert sorted(r["family"] for r in result["models"]) == sorted(["teacher", *FAMILIES])
+    for row in result["models"]:
+        assert row["measured_ms"] > 0 and len(row["scores"]) == 1 and 0 <= row["mean"] <= 1
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| model | family | budget | measured ms | accuracy mean [min, max] |" in table
+    assert all(f"| {r['name']} | {r['family']} |" in table for r in result["models"])
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
+    assert "== teacher seed 0" in capsys.readouterr().out
+
+    assert main(compare) == 0  # resumed: every fine-tune and the timings are kept
+    assert "== " not in capsys.readouterr().out
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["models"] == result["models"]
