@@ -81,10 +81,9 @@ def run_one(recipe: str, task: str, seed: int, paths: dict, args: argparse.Names
     common = ["--train-file", str(data / "train.tsv"), "--validation-file", str(data / "dev.tsv"),
               "--output", str(out), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--seed", str(seed), "--max-train-samples", str(args.train_samples),
-              *eval_flags(args), "--device", args.device, "--report-to", "none", *TASKS[task]["flags"],
-              *args.step_flags]
+              *eval_flags(args), "--device", args.device, "--report-to", "none", *TASKS[task]["flags"]]
     if recipe == "finetune":
-        seconds = call(["finetune", str(paths["student"]), *common], args.quiet)
+        seconds = call(["finetune", str(paths["student"]), *common, *finetune_flags(args)], args.quiet)
     else:
         extra = {"skd": ["--team", str(paths["teachers"][(task, 1)])],
                  "ernie-tiny": ["--pretrained-teacher", str(paths["teacher"]), "--general-train-file",
@@ -94,9 +93,22 @@ def run_one(recipe: str, task: str, seed: int, paths: dict, args: argparse.Names
                                   *_transfer_columns(OTHER[task])]}.get(recipe, [])
         teacher = paths["teachers"][(OTHER[task] if recipe == "xtremedistil" else task, 0)]
         seconds = call(["distill", str(paths["student"]), "--teacher", str(teacher), "--recipe", recipe, *common,
-                        *extra], args.quiet)
+                        *args.step_flags, *extra], args.quiet)
     results = json.loads((out / "eval_results.json").read_text())
     return results["eval_" + TASKS[task]["metric"]], seconds
+
+
+def finetune_flags(args: argparse.Namespace) -> list[str]:
+    """The per-run flags that `nasbert finetune` also has (it has no stages, so no --intermediate-epochs)."""
+    flags, skip = [], False
+    for flag in args.step_flags:
+        if skip:
+            skip = False
+        elif flag == "--intermediate-epochs":
+            skip = True
+        else:
+            flags.append(flag)
+    return flags
 
 
 def eval_flags(args: argparse.Namespace) -> list[str]:
@@ -171,10 +183,15 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench_runs/distillers")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=1e-4, help="the student's peak learning rate, every recipe")
+    parser.add_argument("--teacher-lr", type=float, default=5e-5, help="the teachers' fine-tuning learning rate")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-samples", type=int, default=4000)
     parser.add_argument("--eval-samples", type=int, default=None, help="dev rows scored (default: all)")
+    parser.add_argument("--max-seq-len", type=int, default=64, help="tokens per example, every run (SST-2 and "
+                        "STS-B rows are shorter; it bounds WikiText-2 passages)")
+    parser.add_argument("--intermediate-epochs", type=float, default=None,
+                        help="epochs of each recipe stage before its last (default: --epochs)")
     parser.add_argument("--general-samples", type=int, default=4000)
     parser.add_argument("--transfer-samples", type=int, default=4000)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
@@ -183,13 +200,15 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="hide the Trainer's progress output")
     args = parser.parse_args()
     work = Path(args.workdir).resolve()
-    args.step_flags = []
+    args.step_flags = ["--max-seq-len", str(args.max_seq_len)]
+    if args.intermediate_epochs is not None:
+        args.step_flags += ["--intermediate-epochs", str(args.intermediate_epochs)]
     if args.smoke:
         work = work / "smoke"
         paths = smoke_assets(work / "assets")
         args.seeds, args.train_samples, args.eval_samples = 1, 200, 64
-        args.general_samples, args.transfer_samples, args.lr = 200, 200, 1e-3
-        args.step_flags = ["--max-steps", "3"]
+        args.general_samples, args.transfer_samples, args.lr, args.teacher_lr = 200, 200, 1e-3, 1e-3
+        args.step_flags += ["--max-steps", "3"]
     else:
         student = Path(args.student)
         if not (student / "config.json").is_file():
@@ -209,18 +228,18 @@ def main() -> None:
                 data = paths["tasks"][task]
                 call(["finetune", str(paths["teacher"]), "--train-file", str(data / "train.tsv"), "--validation-file",
                       str(data / "dev.tsv"), "--output", str(out), "--epochs", str(args.epochs), "--seed", str(seed),
-                      "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--max-train-samples",
+                      "--batch-size", str(args.batch_size), "--lr", str(args.teacher_lr), "--max-train-samples",
                       str(args.train_samples), *eval_flags(args), "--device", args.device, "--report-to", "none",
-                      *TASKS[task]["flags"], *args.step_flags], args.quiet)
+                      *TASKS[task]["flags"], *finetune_flags(args)], args.quiet)
             paths["teachers"][(task, seed)] = out
             metric = TASKS[task]["metric"]
             results[f"teacher/{task}/{seed}"] = {
                 "metric": json.loads((out / "eval_results.json").read_text())["eval_" + metric]}
 
-    # 2. every recipe, task and seed
-    for task in TASKS:
-        for recipe in args.recipes:
-            for seed in range(args.seeds):
+    # 2. every recipe, task and seed; seed-major, so a stopped run has every recipe on both tasks at some seeds
+    for seed in range(args.seeds):
+        for task in TASKS:
+            for recipe in args.recipes:
                 key = f"{task}/{recipe}/{seed}"
                 if key in results:
                     continue
@@ -238,7 +257,8 @@ def main() -> None:
     # 3. the table
     teachers = ", ".join(f"{t} {results[f'teacher/{t}/0']['metric']:.4f}" for t in TASKS)
     text = (f"Student {paths['student']}, teacher {paths['teacher']} (fine-tuned, seed 0: {teachers}); "
-            f"{args.epochs:g} task epochs on {args.train_samples} rows, {args.seeds} seed(s)"
+            f"{args.epochs:g} task epochs on {args.train_samples} rows (earlier stages "
+            f"{args.intermediate_epochs or args.epochs:g} epochs), max seq len {args.max_seq_len}, {args.seeds} seed(s)"
             + (" - SMOKE SETTING, figures meaningless" if args.smoke else "") + "\n\n"
             + table(results, args, args.recipes) + "\n")
     (work / "distillers.md").write_text(text)
