@@ -1,11 +1,13 @@
 """`nasbert latency profile|calibrate|validate|measure|predict`: the latency lookup table and its checks.
 
     nasbert latency profile   --output lut.json [--overwrite] [--device cpu|cuda] [--threads N] [--batch-size 1]
-                              [--seq-len 128]
+                              [--seq-len 128] [--runtime torch|onnxruntime] [--precision fp32|bf16|fp16|int8]
     nasbert latency calibrate --lut lut.json [--samples 30] [--seed 1]
     nasbert latency validate  --lut lut.json [--samples 30] [--seed 0] [--plot lut.validation.png]
-    nasbert latency measure   students/NAME [--lut lut.json] [--threads N] [--batch-size B] [--seq-len T]
-    nasbert latency predict   ARCH --lut lut.json
+    nasbert latency measure   students/NAME [--lut lut.json] [--threads N] [--batch-size B] [--seq-len T] [--runtime R]
+    nasbert latency predict   ARCH --lut lut.json [--runtime R] [--precision P]
+
+Calibrate and validate time whole students in the table's runtime and precision.
 """
 
 from __future__ import annotations
@@ -25,6 +27,21 @@ def _check_positive(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
 
+RUNTIME_NAMES = ("torch", "onnxruntime")  # nasbert.latency.runtimes.RUNTIMES (not imported: --help stays light)
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def _runtime_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Runtime and precision; without defaults they mean 'the table's'."""
+    table = "" if defaults else "the table's, or "
+    parser.add_argument("--runtime", choices=RUNTIME_NAMES, default="torch" if defaults else None,
+                        help=f"time in PyTorch eager or in ONNX Runtime on the CPU (default: {table}torch; "
+                             "onnxruntime needs pip install nasbert[onnx])")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help=f"fp32; bf16 or fp16 (torch, where the device has them); int8 (onnxruntime, dynamic "
+                             f"quantization) (default: {table}that of --dtype, fp32)")
+
+
 def _condition_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """Device, threads, batch, seq len, dtype; without defaults they mean 'the table's'."""
     table = "" if defaults else "the table's, or "
@@ -35,8 +52,9 @@ def _condition_arguments(parser: argparse.ArgumentParser, defaults: bool) -> Non
                         help=f"sequences per forward (default: {table}1)")
     parser.add_argument("--seq-len", type=int, default=128 if defaults else None,
                         help=f"tokens per sequence (default: {table}128)")
-    parser.add_argument("--dtype", default="float32" if defaults else None, choices=["float32", "float16", "bfloat16"],
-                        help=f"weights and activations (default: {table}float32)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                        help=f"weights and activations in torch, as --precision fp32, fp16, bf16 (default: {table}"
+                             "float32)")
 
 
 def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None:
@@ -60,6 +78,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing table at --output")
     p.add_argument("--space", help=SPACE_HELP)
     _condition_arguments(p, defaults=True)
+    _runtime_arguments(p, defaults=True)
     _timing_arguments(p, 0.9)
     p.set_defaults(latency_run=run_profile)
 
@@ -82,6 +101,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("student", help="a student folder (config.json, model.safetensors, code)")
     p.add_argument("--lut", help="also print the table's prediction for it (and use the table's conditions)")
     _condition_arguments(p, defaults=False)
+    _runtime_arguments(p, defaults=False)
     _timing_arguments(p, 1.0)
     p.set_defaults(latency_run=run_measure)
 
@@ -89,6 +109,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("arch", help="arch string, e.g. 256:M,F,S5,F,I,I/512:M,F,M,F,M,F/...")
     p.add_argument("--lut", required=True, help="the table")
     p.add_argument("--heads", nargs="*", default=["pooler"], help="heads to add (default: pooler, as NasbertModel)")
+    _runtime_arguments(p, defaults=False)
     p.set_defaults(latency_run=run_predict)
 
 
@@ -111,7 +132,8 @@ def run_profile(args: argparse.Namespace) -> int:
         raise UserError(f"--output {output} already exists; pass --overwrite to replace it or choose another file")
     space = load_space(args.space)
     table = profile_space(space, args.device, args.threads, args.batch_size, args.seq_len, args.dtype,
-                          args.min_run_time, args.rounds, progress=not args.no_progress)
+                          args.min_run_time, args.rounds, progress=not args.no_progress, runtime=args.runtime,
+                          precision=args.precision)
     table.save(output)
     print(f"profiled {len(table.entries())} entries in {table.profile['wall_ms'] / 1e3:.1f} s under "
           f"{table.conditions.describe()}; wrote {output}")
@@ -161,7 +183,7 @@ def run_measure(args: argparse.Namespace) -> int:
     from nasbert.latency.students import measure_student
 
     timing = measure_student(args.student, args.lut, args.device, args.threads, args.batch_size, args.seq_len,
-                             args.dtype, args.min_run_time, args.rounds)
+                             args.dtype, args.min_run_time, args.rounds, args.runtime, args.precision)
     for line in timing.report_lines():
         print(line)
     return 0
@@ -171,6 +193,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from nasbert.latency.lut import LatencyTable
 
     table = LatencyTable.load(args.lut)
+    table.require_runtime(args.runtime, args.precision)
     arch = table.space.validate(args.arch)
     raw = table.predict_ms(arch, args.heads, calibrated=False)
     line = f"{arch}: {raw:.3f} ms raw sum"

@@ -31,6 +31,7 @@ from nasbert.latency.measure import (
     resolve_dtype,
     time_call,
 )
+from nasbert.latency.runtimes import get_runtime
 from nasbert.student import build_student
 from search_space import Arch, SearchSpace
 
@@ -56,18 +57,21 @@ def sample_archs(space: SearchSpace, count: int, seed: int, exclude: Iterable[st
 def current_conditions(table: LatencyTable) -> Conditions:
     """This machine under the table's settings; refused if it is not the machine (or torch) the table is for."""
     cond = table.conditions
-    here = Conditions.current(cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype)
+    here = Conditions.current(cond.device, cond.threads, cond.batch_size, cond.seq_len, cond.dtype, cond.runtime,
+                              cond.precision)
     table.require(here)
     return here
 
 
 def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s: float = 1.0, rounds: int = 3,
                      progress: bool = True, desc: str = "measuring", what: str = "student latencies") -> UsualSpeed:
-    """Per arch, the median of `rounds` end-to-end timings of a NasbertModel under the table's conditions,
-    taken at the speed the machine had when the table was profiled (its gauge reading, where it has one).
+    """Per arch, the median of `rounds` end-to-end timings of a NasbertModel under the table's conditions (in
+    its runtime and precision), taken at the speed the machine had when the table was profiled (its gauge
+    reading, where it has one).
 
     The rounds are passes over all archs, so each student is timed at moments far apart; each timing builds
-    the student afresh (seeded), so 30 default-space students never sit in memory together. Timings of
+    the student afresh (seeded; in onnxruntime, exported afresh), so 30 default-space students never sit in
+    memory together. Timings of
     `what` ('a calibration') from a busy machine are refused (see `nasbert.latency.machine`).
     """
     cond = current_conditions(table)
@@ -76,11 +80,13 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
     gauge = SpeedGauge(device, dtype, cond.threads)
     reference = gauge_reference_ms(table)
     inputs = model_inputs(table.space.vocab_size, cond.batch_size, cond.seq_len, device)
+    runtime = get_runtime(cond.runtime)
 
     def time_student(n: int) -> Entry:
         torch.manual_seed(n)
         model = build_student(table.space, archs[n]).eval().to(device, dtype)
-        return time_call(lambda: model(**inputs), cond.threads, min_run_time_s / rounds)
+        return time_call(runtime.prepare(model, inputs, cond.precision, cond.threads), cond.threads,
+                         min_run_time_s / rounds)
 
     timed = at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress, desc=desc,
                            unit="student", machine=machine)

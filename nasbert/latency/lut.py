@@ -10,11 +10,13 @@ correction fitted on whole students; once present it is used by default.
 Units live in the key names: every number of the measured sections is `*_ms` (or a dimensionless
 `*_factor`, `*_percent`, `*_fraction`, `*_count`, `*_tau`), or sits in a map whose name says so
 (`family_factor: {"M": 1.04}`). A table with a number that has no unit, or another unit, is refused, as
-is predicting for conditions (device, threads, batch, seq len, dtype, torch) other than the table's.
+is predicting for conditions (device, threads, batch, seq len, dtype, torch, runtime and its version,
+precision) other than the table's. Tables without the runtime keys are torch tables.
 
     {"format": "nasbert-latency-table", "version": 1, "units": {"time": "ms"},
      "conditions": {"device": "cpu", "device_name": "...", "threads": 2, "batch_size": 1, "seq_len": 128,
-                    "dtype": "float32", "torch_version": "2.13.0", "date": "2026-..."},
+                    "dtype": "float32", "torch_version": "2.13.0", "date": "2026-...",
+                    "runtime": "onnxruntime", "runtime_version": "1.32.0", "precision": "int8"},
      "space": {...SearchSpace fields...},
      "embeddings": {"median_ms": 0.1, "iqr_ms": 0.01, "runs_count": 200},
      "layers": {"M": {"128": {"median_ms": ..., ...}, ...}, "F": {...}, ...},
@@ -39,6 +41,7 @@ from typing import Any
 import torch
 
 from nasbert.errors import UserError
+from nasbert.latency.runtimes import DTYPE_PRECISIONS, get_runtime, precision_for
 from search_space import Arch, SearchSpace, get_op
 from search_space.ops import FAMILIES as OP_FAMILIES
 from search_space.ops import IDENTITY_NAME
@@ -93,28 +96,38 @@ def device_name(device: str) -> str:
 
 @dataclass(frozen=True)
 class Conditions:
-    """What a latency holds for. `date` is recorded, never compared."""
+    """What a latency holds for: the device, the settings, and the runtime and precision it was timed in.
+    `date` is recorded, never compared."""
 
     device: str
     device_name: str
     threads: int
     batch_size: int
     seq_len: int
-    dtype: str
+    dtype: str  # of the tensors fed in (an int8 table is fed float32)
     torch_version: str
     date: str = ""
+    runtime: str = "torch"  # a name of nasbert.latency.runtimes.RUNTIMES
+    runtime_version: str = ""
+    precision: str = "fp32"  # fp32, bf16, fp16 or int8
 
-    COMPARED = ("device", "device_name", "threads", "batch_size", "seq_len", "dtype", "torch_version")
+    COMPARED = ("device", "device_name", "threads", "batch_size", "seq_len", "dtype", "torch_version", "runtime",
+                "runtime_version", "precision")
 
     @classmethod
     def current(cls, device: str = "cpu", threads: int | None = None, batch_size: int = 1, seq_len: int = 128,
-                dtype: str = "float32") -> Conditions:
-        """The conditions of this machine and process for the given settings."""
+                dtype: str | None = None, runtime: str = "torch", precision: str | None = None) -> Conditions:
+        """The conditions of this machine and process for the given settings (refused in one sentence where the
+        runtime is not installed or cannot run the precision here)."""
         device = "cuda" if device.startswith("cuda") else device
+        precision, dtype = precision_for(precision, dtype)
+        timer = get_runtime(runtime)
+        timer.check(precision, device)
         return cls(device=device, device_name=device_name(device), threads=int(threads or torch.get_num_threads()),
-                   batch_size=int(batch_size), seq_len=int(seq_len), dtype=str(dtype),
+                   batch_size=int(batch_size), seq_len=int(seq_len), dtype=dtype,
                    torch_version=torch.__version__.split("+")[0],
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   runtime=runtime, runtime_version=timer.version(), precision=precision)
 
     def mismatches(self, other: Conditions) -> list[str]:
         """'name: ours vs theirs' for every compared field that differs."""
@@ -122,18 +135,26 @@ class Conditions:
                 if getattr(self, name) != getattr(other, name)]
 
     def describe(self) -> str:
+        served = f"{self.dtype}, torch {self.torch_version}"
+        if self.runtime != "torch":
+            served = (f"{self.precision} in {self.runtime} {self.runtime_version} "
+                      f"(exported from torch {self.torch_version})")
         return (f"{self.device} ({self.device_name}), {self.threads} threads, batch {self.batch_size}, "
-                f"seq {self.seq_len}, {self.dtype}, torch {self.torch_version}")
+                f"seq {self.seq_len}, {served}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Conditions:
+        """Tables from before runtimes were recorded read as timed in torch, at the precision of their dtype."""
         types = {"device": str, "device_name": str, "threads": int, "batch_size": int, "seq_len": int, "dtype": str,
-                 "torch_version": str, "date": str}
+                 "torch_version": str, "date": str, "runtime": str, "runtime_version": str, "precision": str}
         if not isinstance(data, dict):
             raise LatencyTableError(f"{where} has no 'conditions' block; re-profile it with `nasbert latency profile`")
+        if "runtime" not in data:
+            data = {"runtime": "torch", "runtime_version": data.get("torch_version"),
+                    "precision": DTYPE_PRECISIONS.get(data.get("dtype"), data.get("dtype")), **data}
         missing = [k for k in types if k not in data]
         if missing:
             raise LatencyTableError(f"{where} does not record the condition(s) {', '.join(missing)} it was measured "
@@ -262,6 +283,19 @@ class LatencyTable:
     source: str = "the latency table"  # where it came from, for messages
 
     # ---- conditions and space ---------------------------------------------------------------------------
+
+    def require_runtime(self, runtime: str | None = None, precision: str | None = None) -> None:
+        """Refuse a request for another runtime or precision than the table's (None: the table's)."""
+        cond = self.conditions
+        if runtime is not None:
+            get_runtime(runtime)  # an unknown name is refused as such
+        if precision is not None:
+            precision_for(precision, None)
+        if (runtime or cond.runtime, precision or cond.precision) != (cond.runtime, cond.precision):
+            runtime, precision = runtime or cond.runtime, precision or cond.precision
+            raise LatencyTableError(f"{self.source} was timed in {cond.runtime} {cond.precision}, not in {runtime} "
+                                    f"{precision} as requested; profile a table for it with `nasbert latency profile "
+                                    f"--runtime {runtime} --precision {precision}` or ask for the table's")
 
     def require(self, conditions: Conditions) -> None:
         """Refuse to answer for conditions other than the table's (date excepted)."""

@@ -5,7 +5,7 @@ repeated blocks of calls, the median per call and the interquartile range; on CU
 the device around every block, so asynchronous kernels are counted. Several rounds are taken, far apart
 in time and each beside a speed gauge, and the median of those taken at the machine's usual speed kept, so
 a burst of other work (slower) or of idle neighbours on the host (faster) lands neither in the table nor
-in a check of it. Search and export reuse `measure_model_ms` to re-measure winners.
+in a check of it. Search and export reuse `measure_model_ms` to re-measure winners, in the table's runtime.
 
 Timings from a busy machine are refused, not stored: see `nasbert.latency.machine` (NASBERT_ALLOW_BUSY=1
 keeps them, with a warning, on a machine that is noisy by nature).
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from nasbert.errors import UserError
 from nasbert.latency.lut import Entry
 from nasbert.latency.machine import MachineCheck
+from nasbert.latency.runtimes import get_runtime, precision_for
 
 T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -218,23 +219,30 @@ def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.d
 
 def measure_model(model: nn.Module, batch_size: int = 1, seq_len: int = 128, threads: int | None = None,
                   device: str = "cpu", dtype: str | None = None, min_run_time_s: float = 1.0, rounds: int = 3,
-                  gauge_reference_ms: float | None = None) -> Entry:
+                  gauge_reference_ms: float | None = None, runtime: str = "torch",
+                  precision: str | None = None) -> Entry:
     """End-to-end latency of a model as users run it: eval, inference_mode, tokenizer-shaped inputs.
 
-    The model is moved to `device` (and `dtype`, if given); its vocab size comes from `model.config`.
+    The model is moved to `device` (and `dtype`, if given); its vocab size comes from `model.config`. In another
+    `runtime` than torch it is exported (at `precision`: fp32 or int8) and timed there (see `runtimes`).
     `min_run_time_s` is split over `rounds` rounds taken at the machine's usual speed (see `at_usual_speed`;
     `gauge_reference_ms` is a latency table's `profile.gauge_reference_ms`), and their median is returned.
     """
     return measure_model_at_usual_speed(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds,
-                                        gauge_reference_ms).entries[0]
+                                        gauge_reference_ms, runtime, precision).entries[0]
 
 
 def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len: int = 128,
                                  threads: int | None = None, device: str = "cpu", dtype: str | None = None,
                                  min_run_time_s: float = 1.0, rounds: int = 3,
-                                 gauge_reference_ms: float | None = None) -> UsualSpeed:
+                                 gauge_reference_ms: float | None = None, runtime: str = "torch",
+                                 precision: str | None = None) -> UsualSpeed:
     """`measure_model` with the machine's report (how many timings were retimed)."""
     torch_device = resolve_device(device)
+    timer = get_runtime(runtime)
+    if precision is not None or runtime != "torch":
+        precision, dtype = precision_for(precision, dtype)
+        timer.check(precision, device)
     model = model.eval().to(torch_device)
     if dtype is not None:
         model = model.to(resolve_dtype(dtype))
@@ -244,18 +252,20 @@ def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len:
     machine = MachineCheck.before(threads, device, "a measured latency")
     inputs = model_inputs(model.config.vocab_size, batch_size, seq_len, torch_device)
     gauge = SpeedGauge(torch_device, next(model.parameters()).dtype, threads)
-    timed = at_usual_speed([model], lambda m: time_call(lambda: m(**inputs), threads, min_run_time_s / rounds),
-                           rounds, gauge, gauge_reference_ms, progress=False, machine=machine)
+    call = timer.prepare(model, inputs, precision or "fp32", int(threads or torch.get_num_threads()))
+    timed = at_usual_speed([call], lambda c: time_call(c, threads, min_run_time_s / rounds), rounds, gauge,
+                           gauge_reference_ms, progress=False, machine=machine)
     machine.require_steady(timed, "a measured latency")
     return timed
 
 
 def measure_model_ms(model: nn.Module, batch_size: int = 1, seq_len: int = 128, threads: int | None = None,
                      device: str = "cpu", dtype: str | None = None, min_run_time_s: float = 1.0,
-                     rounds: int = 3, gauge_reference_ms: float | None = None) -> float:
+                     rounds: int = 3, gauge_reference_ms: float | None = None, runtime: str = "torch",
+                     precision: str | None = None) -> float:
     """Median end-to-end latency of `model` in ms (see `measure_model`)."""
     return measure_model(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds,
-                         gauge_reference_ms).median_ms
+                         gauge_reference_ms, runtime, precision).median_ms
 
 
 def load_student_folder(path: str | Path) -> nn.Module:

@@ -1,4 +1,4 @@
-"""`nasbert latency profile`: time every module a student of the space can contain, on this device.
+"""`nasbert latency profile`: time every module a student of the space can contain, on this device, in a runtime.
 
 Entries are the standalone student's own modules (nasbert.modeling_nasbert), each fed what it gets in a
 real forward pass at batch B and seq len T:
@@ -17,11 +17,13 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import HEADS, Conditions, Entry, LatencyTable
 from nasbert.latency.machine import MachineCheck
 from nasbert.latency.measure import SpeedGauge, at_usual_speed, fixed_threads, resolve_device, resolve_dtype, time_call
+from nasbert.latency.runtimes import get_runtime
 from nasbert.modeling_nasbert import NasbertEmbeddings, NasbertLayer, NasbertLMHead, NasbertPooler
 from nasbert.student import student_config
 from search_space import SearchSpace
@@ -76,9 +78,13 @@ class _Layer(nn.Module):
 
 
 def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None = None, batch_size: int = 1,
-                  seq_len: int = 128, dtype: str = "float32", min_run_time_s: float = 0.9, rounds: int = 3,
-                  heads: tuple[str, ...] = HEADS, progress: bool = True) -> LatencyTable:
+                  seq_len: int = 128, dtype: str | None = None, min_run_time_s: float = 0.9, rounds: int = 3,
+                  heads: tuple[str, ...] = HEADS, progress: bool = True, runtime: str = "torch",
+                  precision: str | None = None) -> LatencyTable:
     """Measure every entry of `space`'s table under these conditions and return the table (unsaved).
+
+    Entries are timed in `runtime` at `precision` (default: that of `dtype`, float32 if neither is given): in
+    onnxruntime every module is exported (and for int8 quantized) once, then timed like a torch module.
 
     Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds taken at the machine's usual speed,
     in passes over all entries (see `at_usual_speed`); the median is kept. The gauge's usual reading is stored
@@ -92,15 +98,18 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                         f"{space.max_position_embeddings}")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}")
-    torch_device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
-    conditions = Conditions.current(device, threads, batch_size, seq_len, dtype)
+    conditions = Conditions.current(device, threads, batch_size, seq_len, dtype, runtime, precision)
+    torch_device = resolve_device(device)
+    torch_dtype, timer = resolve_dtype(conditions.dtype), get_runtime(runtime)
     machine = MachineCheck.before(conditions.threads, device, "a latency table")
     start = time.perf_counter()
     with fixed_threads(conditions.threads):
         torch.manual_seed(0)
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
-        calls = {name: _bind(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input())
-                 for name, make_module, make_input in tasks}
+        calls = {name: timer.prepare(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input(),
+                                     conditions.precision, conditions.threads)
+                 for name, make_module, make_input in tqdm(tasks, desc=f"exporting to {runtime}", unit="entry",
+                                                           disable=not progress or runtime == "torch")}
         gauge = SpeedGauge(torch_device, torch_dtype, conditions.threads)
         timed = at_usual_speed(list(calls), lambda name: time_call(calls[name], conditions.threads,
                                                                    min_run_time_s / rounds),
@@ -126,6 +135,3 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                                  "rounds_count": rounds, "entries_count": len(measured), "gauge": SpeedGauge.name,
                                  **timed.to_json()})
 
-
-def _bind(module: nn.Module, inputs: tuple) -> Callable[[], object]:
-    return lambda: module(*inputs)

@@ -1,15 +1,28 @@
-"""`nasbert latency measure`: an exported student folder timed end to end, and the table's prediction for it.
+"""`nasbert latency measure`: an exported student folder timed end to end, and the table's prediction for it;
+and `arch_timer`, which search uses to time its leaders the same way.
 
-The student is timed under the table's conditions (device, threads, batch, seq len, dtype; each may be given
-instead, and the table refuses conditions it was not profiled under) or, without a table, under the given ones.
+The student is timed under the table's conditions (device, threads, batch, seq len, dtype, runtime, precision;
+each may be given instead, and the table refuses conditions it was not profiled under) or, without a table,
+under the given ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import torch
+
 from nasbert.latency.lut import MODEL_HEADS, Conditions, LatencyTable
-from nasbert.latency.measure import UsualSpeed, gauge_reference_ms, load_student_folder, measure_model_at_usual_speed
+from nasbert.latency.measure import (
+    UsualSpeed,
+    gauge_reference_ms,
+    load_student_folder,
+    measure_model_at_usual_speed,
+    measure_model_ms,
+)
+from nasbert.modeling_nasbert import NasbertModel
+from nasbert.student import student_config
 from search_space import SearchSpace
 
 
@@ -40,20 +53,26 @@ class StudentTiming:
 
 def measure_student(folder: str, lut: str | None = None, device: str | None = None, threads: int | None = None,
                     batch_size: int | None = None, seq_len: int | None = None, dtype: str | None = None,
-                    min_run_time_s: float = 1.0, rounds: int = 3) -> StudentTiming:
+                    min_run_time_s: float = 1.0, rounds: int = 3, runtime: str | None = None,
+                    precision: str | None = None) -> StudentTiming:
     """Time the student in `folder` end to end; with a table (`lut`, a path), under its conditions where none are
     given, and with its prediction for the student's arch."""
     table = LatencyTable.load(lut) if lut else None
     if table is not None:
         cond = table.conditions
+        table.require_runtime(runtime, precision)
+        if precision is None and dtype is None:
+            precision = cond.precision
         asked = Conditions.current(device or cond.device, threads or cond.threads, batch_size or cond.batch_size,
-                                   seq_len or cond.seq_len, dtype or cond.dtype)
+                                   seq_len or cond.seq_len, dtype, runtime or cond.runtime, precision)
         table.require(asked)
     else:
-        asked = Conditions.current(device or "cpu", threads, batch_size or 1, seq_len or 128, dtype or "float32")
+        asked = Conditions.current(device or "cpu", threads, batch_size or 1, seq_len or 128, dtype, runtime or "torch",
+                                   precision)
     model = load_student_folder(folder)
     measured = measure_model_at_usual_speed(model, asked.batch_size, asked.seq_len, asked.threads, asked.device,
-                                            asked.dtype, min_run_time_s, rounds, gauge_reference_ms(table))
+                                            asked.dtype, min_run_time_s, rounds, gauge_reference_ms(table),
+                                            asked.runtime, asked.precision)
     result = StudentTiming(folder, type(model).__name__, asked, measured)
     config = model.config
     if table is not None and getattr(config, "arch", None) is not None:
@@ -71,3 +90,20 @@ def space_of(table: LatencyTable, config) -> SearchSpace:
     return replace(table.space, hidden_size=config.hidden_size, embedding_size=config.embedding_size,
                    head_dim=config.head_dim, ffn_ratio=config.ffn_ratio, vocab_size=config.vocab_size,
                    max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size)
+
+
+def arch_timer(table: LatencyTable, min_run_time_s: float = 1.0, rounds: int = 3) -> Callable[[str], float]:
+    """arch -> ms of a bare NasbertModel of that arch (random weights: the time does not depend on them) timed end
+    to end under the table's conditions, in its runtime and precision, as `nasbert export` measures a student.
+    Refused (LatencyTableError or UserError, one sentence) where the table is not for this machine and settings
+    or its runtime is not installed here."""
+    c = table.conditions
+    table.require(Conditions.current(c.device, c.threads, c.batch_size, c.seq_len, c.dtype, c.runtime, c.precision))
+
+    def time_arch(arch: str) -> float:
+        torch.manual_seed(0)
+        model = NasbertModel(student_config(table.space, arch), add_pooling_layer=False)
+        return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device, c.dtype, min_run_time_s, rounds,
+                                gauge_reference_ms(table), c.runtime, c.precision)
+
+    return time_arch

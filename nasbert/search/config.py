@@ -21,6 +21,12 @@ class SearchConfig:
         "metavar": "COUNT", "help": "a parameter budget: 10M, 500k (with every latency budget, or alone)"})
     lut: str | None = field(default=None, metadata={
         "help": "latency table of the target device (`nasbert latency profile`)"})
+    runtime: str | None = field(default=None, metadata={
+        "help": "the runtime the students will be served in, torch or onnxruntime: a table timed in another one is "
+                "refused (default: the table's)"})
+    precision: str | None = field(default=None, metadata={
+        "help": "the precision they will be served at, fp32, bf16, fp16 or int8: a table timed at another one is "
+                "refused (default: the table's)"})
     top_k: int = field(default=100, metadata={"help": "candidates per budget re-checked as whole models"})
     recheck_batches: int = field(default=4, metadata={"help": "dev batches for the re-check (0: skip it)"})
     measure: int = field(default=3, metadata={

@@ -13,12 +13,12 @@ the teacher at every block boundary, summed) and re-ranked; the first is the bud
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nasbert.errors import UserError
 from nasbert.latency.lut import LatencyTable, op_family
@@ -120,6 +120,9 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
                         "`nasbert latency profile`)")
     if lut is not None:
         lut.check_space(space)
+        lut.require_runtime(config.runtime, config.precision)
+    elif config.runtime or config.precision:
+        raise UserError("--runtime and --precision name the runtime of a latency table; pass it with --lut")
     latency = LatencyModel(lut) if lut is not None else None
     candidates, tables = block_tables(space, run.block_table, latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
@@ -156,41 +159,30 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
             top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
         return top
 
-    timer = measurer(lut, measure)
+    timer, unmeasured = measurer(lut, measure)
     results = []
     for latency_budget, params_budget in budgets:
         result = BudgetResult(latency_budget, params_budget, ranked(latency_budget, params_budget))
         if latency_budget is not None and timer is not None:
             confirm_by_measurement(result, timer, measure, lambda tighter: ranked(tighter, params_budget))
-        elif latency_budget is not None and measure > 0:
-            result.note = "not measured: the latency table is for another machine or settings than this one"
+        elif latency_budget is not None:
+            result.note = unmeasured
         results.append(result)
     return SearchOutcome(results, tables, structure, weights)
 
 
-def measurer(lut: LatencyTable | None, measure: int):
-    """A function arch -> measured ms under the table's conditions, or None where the table is not for this
-    machine (searching for another device than the one the search runs on) or nothing is to be measured."""
+def measurer(lut: LatencyTable | None, measure: int) -> tuple[Callable[[str], float] | None, str | None]:
+    """(arch -> measured ms under the table's conditions, in its runtime and precision; None), or (None, why not)
+    where the table is not for this machine (searching for another device than the one the search runs on) or
+    its runtime is not installed here, or (None, None) where nothing is to be measured."""
     if lut is None or measure <= 0:
-        return None
-    from nasbert.latency.lut import Conditions, LatencyTableError
-    from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
-    from nasbert.modeling_nasbert import NasbertModel
-    from nasbert.student import student_config
+        return None, None
+    from nasbert.latency.students import arch_timer
 
-    c = lut.conditions
     try:
-        lut.require(Conditions.current(c.device, c.threads, c.batch_size, c.seq_len, c.dtype))
-    except (LatencyTableError, UserError):
-        return None
-
-    def time_arch(arch: str) -> float:
-        torch.manual_seed(0)
-        model = NasbertModel(student_config(lut.space, arch), add_pooling_layer=False)  # as export measures it
-        return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device, c.dtype,
-                                gauge_reference_ms=gauge_reference_ms(lut))
-
-    return time_arch
+        return arch_timer(lut), None
+    except UserError as error:  # LatencyTableError included
+        return None, f"not measured: {error}"
 
 
 def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, max_tightenings: int = 12) -> None:
