@@ -49,7 +49,8 @@ def tiny(tmp_path_factory):
                                      num_blocks=2, seq_len=32, batch_size=8, widths=[16, 32], max_steps=4,
                                      eval_every=100, save_every=100, candidates_per_block=4))
     space = load_run(run).space
-    profile_space(space, threads=1, seq_len=32, min_run_time_s=0.01, rounds=1, progress=False).save(root / "lut.json")
+    profile_space(space, threads=1, seq_len=32, min_run_time_s=0.01, rounds=1, heads=(), progress=False).save(
+        root / "lut.json")
     return {"root": root, "teacher": teacher, "corpus": corpus, "run": run, "lut": root / "lut.json", "space": space,
             "train": _task(root / "train.tsv", 48, 0), "dev": _task(root / "dev.tsv", 16, 1)}
 
@@ -81,12 +82,12 @@ def test_every_family_proposes_members_of_the_space_with_its_init(tiny):
 def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
     """Prediction within the budget; measured within 10 % under it, or the sentence that says none is."""
     lut = LatencyTable.load(tiny["lut"])
-    timer = arch_timer(lut, min_run_time_s=0.02, rounds=1)
+    timer = arch_timer(lut, min_run_time_s=0.01, rounds=1)
     assert timer is not None  # the table was made on this machine
     priced = {family: _priced(family, tiny["space"], lut) for family in FAMILIES}
     budget = 1.05 * max(max(p.predicted_ms for p in members) for members in priced.values())
     for family, members in priced.items():
-        choice = choose(family, members, budget, timer, count=2, tightenings=2)
+        choice = choose(family, members, budget, timer, count=2, tightenings=1)
         if choice.chosen is not None:
             assert choice.chosen.predicted_ms <= budget
             assert 0.9 * budget <= choice.chosen.measured_ms <= budget, choice.note
@@ -131,6 +132,21 @@ def test_a_budget_nothing_is_predicted_under_names_the_smallest_member():
     assert choice.chosen is None
     assert choice.note == f"no width student is predicted within 1.000 ms: the smallest, {members[1].arch}, is " \
                           "predicted 2.000 ms"
+
+
+def test_depth_layers_by_importance_keep_the_best_of_every_block_then_the_best_left(tiny):
+    from nasbert.baselines.depth import by_importance, evenly_spaced
+    from nasbert.baselines.importance import layer_influence
+
+    assert evenly_spaced(6, 3) == [0, 2, 4] and evenly_spaced(12, 4) == [0, 3, 6, 9]
+    assert by_importance([0.1, 0.5, 0.3, 0.2], 2, 2) == [1, 2]
+    assert by_importance([0.1, 0.5, 0.3, 0.2], 3, 2) == [1, 2, 3]
+    teacher = load_teacher(str(tiny["teacher"]), num_blocks=2)
+    scores = layer_influence(teacher, [torch.randint(5, 40, (2, 12))])
+    assert len(scores) == 4 and all(0 < s < 2 for s in scores)
+    context = ProposalContext(tiny["space"], 4, 2, "importance", lambda: scores)
+    kept = [m.teacher_layers for m in FAMILIES["depth"].propose(context)]
+    assert kept == [tuple(by_importance(scores, 2, 2)), tuple(by_importance(scores, 3, 2))]
 
 
 # ---- the depth-pruned teacher is exact ---------------------------------------------------------------------------

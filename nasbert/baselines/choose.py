@@ -41,8 +41,10 @@ class Choice:
 
 
 def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Callable[[str], float] | None,
-           count: int = 3, tightenings: int = 4) -> Choice:
-    """The member of `members` (one family, priced) to compare at `budget_ms`; see the module docstring."""
+           count: int = 3, tightenings: int = 4,
+           unmeasured: str = "the latency table is for another machine or settings") -> Choice:
+    """The member of `members` (one family, priced) to compare at `budget_ms`; see the module docstring.
+    `unmeasured` says why, when `time_arch` is None."""
     fitting = sorted((m for m in members if m.predicted_ms <= budget_ms), key=lambda m: -m.predicted_ms)
     if not fitting:
         smallest = min(members, key=lambda m: m.predicted_ms)
@@ -53,7 +55,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
         share = best.predicted_ms / budget_ms
         if share >= WINDOW:
             return Choice(family, budget_ms, best, f"predicted {best.predicted_ms:.3f} ms ({share:.2f} x the budget); "
-                          "not measured: the latency table is for another machine or settings")
+                          f"not measured: {unmeasured}")
         return Choice(family, budget_ms, None, f"no {family} student is predicted within 10 % under {budget_ms:.3f} "
                       f"ms: the closest, {best.arch}, is predicted {best.predicted_ms:.3f} ms ({share:.2f} x the "
                       "budget)", best)

@@ -45,6 +45,8 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
     context = proposal_context(run, config, options)
     timer = arch_timer(lut, config.min_run_time, config.rounds) if config.measure_top > 0 else None
+    asked = {(name, family) for name in budgets for family in config.families}
+    others = [row for key, row in kept.items() if key not in asked]  # earlier budgets and families stay listed
     rows = []
     for name, budget_ms in budgets.items():
         for family in config.families:
@@ -53,7 +55,8 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
                 row = choose_row(family, name, budget_ms, context, lut, timer, config, output)
             print(f"{name} {family}: {row['arch'] or '-'}  {row['note']}", flush=True)
             rows.append(row)
-            write_rows(output, rows, run, config)  # a choice is kept even if a later one is interrupted
+            write_rows(output, rows + others, run, config)  # a choice is kept even if a later one is interrupted
+    rows += others
     export_missing(run, rows, output, options)
     for row in rows:
         if row["folder"] and (Path(row["folder"]) / "nasbert_export.json").exists():
@@ -89,7 +92,8 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
     except NoMembers as error:
         return {**row, "note": f"no {family} student: {error}"}
     priced = list({str(m.arch): Priced(m, lut.predict_ms(m.arch)) for m in members}.values())
-    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings)
+    why = "--measure-top 0" if config.measure_top == 0 else "the latency table is for another machine or settings"
+    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings, why)
     picked = choice.chosen or (choice.closest if config.keep_closest and _under(choice) else None)
     row.update(within_10_percent=choice.chosen is not None, note=choice.note)
     if picked is not None:
