@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from nasbert.baselines.families import FAMILIES
 from nasbert.errors import UserError
+from nasbert.finetune.distill import recipes
 from nasbert.finetune.distill.registry import RECIPES
 
+assert recipes  # registers every recipe (the --recipe choices)
 DEPTH_LAYERS = ("evenly", "importance")
 
 

@@ -97,6 +97,9 @@ def plot(payload: dict, path: Path) -> Path:
         axes.errorbar([r["measured_ms"] for r in rows], [r["mean"] for r in rows],
                       yerr=[[r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]],
                       fmt=MARKERS.get(family, "x"), ms=11 if family == "searched" else 7, capsize=3, label=family)
+        for r in rows:
+            axes.annotate(r["name"], (r["measured_ms"], r["mean"]), fontsize=6, xytext=(4, 4),
+                          textcoords="offset points")
     for budget in sorted({r["latency_budget_ms"] for r in payload["models"] if r["latency_budget_ms"]}):
         axes.axvline(budget, ls=":", c="0.6")
     axes.set_xlabel(f"measured latency, batch {payload['latency_conditions']['batch_size']} x "
