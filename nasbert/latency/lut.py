@@ -291,11 +291,13 @@ class LatencyTable:
             get_runtime(runtime)  # an unknown name is refused as such
         if precision is not None:
             precision_for(precision, None)
-        if (runtime or cond.runtime, precision or cond.precision) != (cond.runtime, cond.precision):
-            runtime, precision = runtime or cond.runtime, precision or cond.precision
-            raise LatencyTableError(f"{self.source} was timed in {cond.runtime} {cond.precision}, not in {runtime} "
-                                    f"{precision} as requested; profile a table for it with `nasbert latency profile "
-                                    f"--runtime {runtime} --precision {precision}` or ask for the table's")
+        if runtime not in (None, cond.runtime) or precision not in (None, cond.precision):
+            asked = " ".join(x for x in (runtime, precision) if x is not None)
+            runtime = runtime or cond.runtime  # what to profile: the rest of the request as the table has it
+            precision = precision or (cond.precision if cond.precision in get_runtime(runtime).precisions else "fp32")
+            raise LatencyTableError(f"{self.source} was timed in {cond.runtime} {cond.precision}, not in {asked} as "
+                                    f"requested; profile a table for it with `nasbert latency profile --runtime "
+                                    f"{runtime} --precision {precision}` or ask for the table's")
 
     def require(self, conditions: Conditions) -> None:
         """Refuse to answer for conditions other than the table's (date excepted)."""

@@ -77,6 +77,22 @@ class _Layer(nn.Module):
         return self.layer(x, None, None)
 
 
+class _Passthrough(nn.Module):
+    """Nothing but the call: what a runtime spends on a call whatever the module (its fixed cost)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+CALL = "call"  # the task that times a runtime's fixed cost per call
+MIN_NET_SHARE = 0.1  # a module never counts for less than this share of its timed call
+
+
+def net_of_call(entry: Entry, call_ms: float) -> Entry:
+    """A module's entry without the runtime's fixed cost per call (which a whole model pays once)."""
+    return Entry(max(entry.median_ms - call_ms, MIN_NET_SHARE * entry.median_ms), entry.iqr_ms, entry.runs_count)
+
+
 def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None = None, batch_size: int = 1,
                   seq_len: int = 128, dtype: str | None = None, min_run_time_s: float = 0.9, rounds: int = 3,
                   heads: tuple[str, ...] = HEADS, progress: bool = True, runtime: str = "torch",
@@ -84,7 +100,10 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     """Measure every entry of `space`'s table under these conditions and return the table (unsaved).
 
     Entries are timed in `runtime` at `precision` (default: that of `dtype`, float32 if neither is given): in
-    onnxruntime every module is exported (and for int8 quantized) once, then timed like a torch module.
+    onnxruntime every module is exported (and for int8 quantized) once, then timed like a torch module. Where
+    the runtime runs a whole model in one call (onnxruntime), the fixed cost of a call (a graph that returns its
+    input, fed a (B, T, H) hidden state; `profile.call_overhead_ms`) is taken off every entry but the
+    embeddings', so a student's sum counts it once, as its one call does.
 
     Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds taken at the machine's usual speed,
     in passes over all entries (see `at_usual_speed`); the median is kept. The gauge's usual reading is stored
@@ -106,6 +125,9 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     with fixed_threads(conditions.threads):
         torch.manual_seed(0)
         tasks = profile_tasks(space, batch_size, seq_len, torch_device, torch_dtype, heads)
+        if timer.one_call_per_model:
+            hidden = (torch.randn(batch_size, seq_len, space.hidden_size, device=torch_device, dtype=torch_dtype),)
+            tasks.append((CALL, _Passthrough, lambda: hidden))
         calls = {name: timer.prepare(make_module().eval().to(device=torch_device, dtype=torch_dtype), make_input(),
                                      conditions.precision, conditions.threads)
                  for name, make_module, make_input in tqdm(tasks, desc=f"exporting to {runtime}", unit="entry",
@@ -116,6 +138,9 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                                rounds, gauge, progress=progress, desc="profiling", unit="entry", machine=machine)
     machine.require_steady(timed, "a latency table")
     measured = dict(zip(calls, timed.entries))
+    call_ms = measured.pop(CALL).median_ms if CALL in measured else 0.0
+    measured = {name: entry if name == "embeddings" else net_of_call(entry, call_ms)
+                for name, entry in measured.items()}
     layers: dict[str, dict[int, Entry]] = {op: {} for op in space.ops}
     projections: dict[tuple[int, int], Entry] = {}
     head_entries: dict[str, Entry] = {}
@@ -133,5 +158,6 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     return LatencyTable(conditions, space, measured["embeddings"], layers, projections, head_entries,
                         profile={"wall_ms": round(wall_ms, 1), "min_run_time_ms": min_run_time_s * 1e3,
                                  "rounds_count": rounds, "entries_count": len(measured), "gauge": SpeedGauge.name,
+                                 **({"call_overhead_ms": round(call_ms, 6)} if CALL in calls else {}),
                                  **timed.to_json()})
 

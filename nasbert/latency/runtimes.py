@@ -56,6 +56,9 @@ class Runtime:
 
     name = ""
     precisions: tuple[str, ...] = ()
+    # True where a whole model is one call (one graph run) while each module of a table is timed as a call of its
+    # own: the call's fixed cost is then counted once per module instead of once per model (see profile_space).
+    one_call_per_model = False
 
     def version(self) -> str:
         raise NotImplementedError
@@ -112,6 +115,7 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
     precisions = ("fp32", "int8")
+    one_call_per_model = True  # session.run: feeds converted, graph run, outputs copied back
 
     def _onnxruntime(self):
         for package in ("onnxruntime", "onnx"):  # onnx: the exporter's checker and the quantizer need it
