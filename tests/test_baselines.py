@@ -15,11 +15,11 @@ from tiny_assets import WORDS, make_corpus, make_tiny_teacher
 from nasbert.baselines.choose import Priced, choose
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
-from nasbert.baselines.timing import arch_timer
 from nasbert.cli import main
 from nasbert.common.teacher import load_teacher, teacher_space
 from nasbert.export.inherit import build_inherited_student, teacher_layer_map
 from nasbert.latency import LatencyTable, profile_space
+from nasbert.latency.students import arch_timer
 from nasbert.train_supernet.config import TrainConfig
 from nasbert.train_supernet.recipe import train_supernet
 from nasbert.train_supernet.run import load_run
@@ -82,8 +82,7 @@ def test_every_family_proposes_members_of_the_space_with_its_init(tiny):
 def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
     """Prediction within the budget; measured within 10 % under it, or the sentence that says none is."""
     lut = LatencyTable.load(tiny["lut"])
-    timer = arch_timer(lut, min_run_time_s=0.01, rounds=1)
-    assert timer is not None  # the table was made on this machine
+    timer = arch_timer(lut, min_run_time_s=0.01, rounds=1)  # refused unless the table was made on this machine
     priced = {family: _priced(family, tiny["space"], lut) for family in FAMILIES}
     budget = 1.05 * max(max(p.predicted_ms for p in members) for members in priced.values())
     for family, members in priced.items():

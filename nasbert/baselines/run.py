@@ -23,11 +23,11 @@ from nasbert.baselines.choose import Choice, Priced, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import NoMembers, ProposalContext
-from nasbert.baselines.timing import arch_timer
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions, RefineConfig
 from nasbert.export.pipeline import ExportRequest, export_facts, export_students
 from nasbert.latency.lut import LatencyTable
+from nasbert.latency.students import arch_timer
 from nasbert.search.budget import parse_latency_ms
 from nasbert.train_supernet.run import Run
 from search_space import Arch
@@ -44,7 +44,12 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     output.mkdir(parents=True, exist_ok=True)
     kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
     context = proposal_context(run, config, options)
-    timer = arch_timer(lut, config.min_run_time, config.rounds) if config.measure_top > 0 else None
+    timer, unmeasured = None, "--measure-top 0"
+    if config.measure_top > 0:
+        try:  # members are timed as export times a student: the table's conditions, runtime and precision
+            timer = arch_timer(lut, config.min_run_time, config.rounds)
+        except UserError as error:  # a table for another machine or runtime: its predictions stand
+            unmeasured = str(error)
     asked = {(name, family) for name in budgets for family in config.families}
     others = [row for key, row in kept.items() if key not in asked]  # earlier budgets and families stay listed
     rows = []
@@ -52,7 +57,7 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
         for family in config.families:
             row = kept.get((name, family))
             if row is None:
-                row = choose_row(family, name, budget_ms, context, lut, timer, config, output)
+                row = choose_row(family, name, budget_ms, context, lut, timer, unmeasured, config, output)
             print(f"{name} {family}: {row['arch'] or '-'}  {row['note']}", flush=True)
             rows.append(row)
             write_rows(output, rows + others, run, config)  # a choice is kept even if a later one is interrupted
@@ -81,7 +86,7 @@ def proposal_context(run: Run, config: BaselinesConfig, options: ExportOptions) 
 
 
 def choose_row(family: str, name: str, budget_ms: float, context: ProposalContext, lut: LatencyTable, timer,
-               config: BaselinesConfig, output: Path) -> dict:
+               unmeasured: str, config: BaselinesConfig, output: Path) -> dict:
     """The row of one family under one budget: its chosen member (or, with --keep-closest, the closest one under
     the budget), or the sentence saying why none fits."""
     row = {"budget": name, "latency_budget_ms": budget_ms, "family": family, "arch": None, "init": None,
@@ -92,8 +97,7 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
     except NoMembers as error:
         return {**row, "note": f"no {family} student: {error}"}
     priced = list({str(m.arch): Priced(m, lut.predict_ms(m.arch)) for m in members}.values())
-    why = "--measure-top 0" if config.measure_top == 0 else "the latency table is for another machine or settings"
-    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings, why)
+    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
     picked = choice.chosen or (choice.closest if config.keep_closest and _under(choice) else None)
     row.update(within_10_percent=choice.chosen is not None, note=choice.note)
     if picked is not None:
