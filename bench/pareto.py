@@ -284,7 +284,7 @@ def verdict(rows: list[dict]) -> str:
     best = max(families, key=lambda m: m["mean"])
     margin = searched[0]["mean"] - best["mean"]
     return (f"searched {searched[0]['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
-            f"{'at or above' if margin >= 0 else 'BELOW'} every family (margin {margin:+.4f})")
+            f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} (margin {margin:+.4f})")
 
 
 def _score(m: dict) -> str:
