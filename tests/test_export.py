@@ -141,7 +141,7 @@ def test_model_card_fields_are_filled(run, tmp_path, capsys):
     assert main(["latency", "profile", "--space", str(space), "--seq-len", "32", "--min-run-time", "0.03",
                  "--rounds", "1", "--output", str(lut), "--no-progress"]) == 0
     code = main(["export", str(run["run"]), "--arch", ARCH, "--output", str(tmp_path / "card"), "--lut", str(lut),
-                 "--init", "supernet", "--onnx"])
+                 "--init", "supernet", "--onnx", "--int8"])
     assert code == 0
     card = (tmp_path / "card/README.md").read_text()
     facts = json.loads((tmp_path / "card/nasbert_export.json").read_text())
@@ -149,7 +149,10 @@ def test_model_card_fields_are_filled(run, tmp_path, capsys):
                   "latency_conditions", "measured_conditions", "supernet_data"):
         assert facts.get(field) not in (None, "", []), field
     assert (tmp_path / "card/model.onnx").exists() and facts["onnx_max_abs_diff"] <= 1e-4
+    assert (tmp_path / "card/model.int8.onnx").exists() and 0.9 <= facts["onnx_int8_cosine"] <= 1 + 1e-6
+    assert set(facts["runtime_latency_ms"]) == {"torch_fp32", "onnxruntime_fp32", "onnxruntime_int8"}
     assert ARCH in card and "predicted latency" in card and "measured latency" in card and "not measured" not in card
+    assert f"{facts['onnx_int8_cosine']:.4f}" in card and "ONNX Runtime INT8" in card and "max abs difference" in card
     assert "nasbert finetune" in capsys.readouterr().out
 
 

@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import nasbert
     from nasbert.common.distributed import cleanup_distributed
-    from nasbert.export.pipeline import ExportRequest, export_students, requests_from_search
+    from nasbert.export.pipeline import ExportRequest, check_onnx_options, export_students, requests_from_search
     from nasbert.train_supernet.run import load_run
     from search_space import Arch
 
     nasbert.register_auto_classes()
     check_output(Path(args.output), args)
     options = export_options(args)
+    check_onnx_options(options)  # before the run is loaded
     loaded = load_run(args.run, args.device, options.teacher, options.trust_remote_code)
     if args.arch:
         requests = [ExportRequest(Path(args.output).name, Arch.parse(args.arch))]

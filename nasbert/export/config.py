@@ -84,7 +84,12 @@ class ExportOptions:
     lut: str | None = field(default=None, metadata={
         "help": "latency table: the card gets the predicted latency, and latency is measured under the table's "
                 "conditions"})
-    onnx: bool = field(default=False, metadata={"help": "also write model.onnx, checked against PyTorch"})
+    onnx: bool = field(default=False, metadata={
+        "help": "also write model.onnx (the bare encoder, dynamic batch and sequence axes), checked against PyTorch "
+                "in onnxruntime; needs pip install nasbert[onnx]"})
+    int8: bool = field(default=False, metadata={
+        "help": "with --onnx: also write model.int8.onnx (onnxruntime dynamic quantization, int8 weights) and "
+                "record its cosine similarity to the fp32 graph on real text"})
     measure: bool = field(default=True, metadata={"help": "skip measuring the student's latency"})
     importance_batches: int = field(default=4, metadata={
         "help": "batches of 8 dev sequences that score the teacher's heads and neurons (etd-impt, or a reduced "

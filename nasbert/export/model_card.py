@@ -54,11 +54,37 @@ def model_card(facts: dict) -> str:
         lines += [f"| note | {note} |" for note in refine.get("notes", [])]
     else:
         lines.append("| refinement | none |")
-    if "onnx_max_abs_diff" in facts:
-        lines.append(f"| ONNX | model.onnx, max abs difference to PyTorch {facts['onnx_max_abs_diff']:.2e} |")
+    lines += _serving_rows(facts)
     lines += ["", "Latencies are for the bare encoder (no task head); re-measure on your own machine with "
               "`nasbert latency measure FOLDER`.", ""]
     return "\n".join(lines)
+
+
+RUNTIME_NAMES = {"torch_fp32": "PyTorch fp32", "onnxruntime_fp32": "ONNX Runtime fp32",
+                 "onnxruntime_int8": "ONNX Runtime INT8"}
+
+
+def _serving_rows(facts: dict) -> list[str]:
+    """The ONNX graphs, the INT8 graph's deviation and the latency per runtime (export --onnx [--int8])."""
+    rows = []
+    if "onnx_max_abs_diff" in facts:
+        rows.append(f"| ONNX | model.onnx (the bare encoder, dynamic batch and sequence axes), max abs difference to "
+                    f"PyTorch {facts['onnx_max_abs_diff']:.2e} |")
+    if "onnx_int8_cosine" in facts:
+        rows.append(f"| ONNX INT8 | model.int8.onnx (onnxruntime dynamic quantization: int8 weights per channel, "
+                    f"MatMul), cosine similarity of its last hidden state to the fp32 graph's "
+                    f"{facts['onnx_int8_cosine']:.4f} (mean of {facts.get('onnx_int8_texts')} real-text inputs) |")
+    latency = facts.get("runtime_latency_ms")
+    if latency:
+        torch_ms = latency.get("torch_fp32")
+        shown = [f"{RUNTIME_NAMES.get(name, name)} {ms:.2f} ms" + (f" ({torch_ms / ms:.2f}x)" if torch_ms and
+                                                                    name != "torch_fp32" else "")
+                 for name, ms in latency.items()]
+        cond = facts.get("runtime_latency_conditions") or {}
+        rows.append(f"| latency per runtime | {', '.join(shown)}; batch {cond.get('batch_size')} x "
+                    f"{cond.get('seq_len')}, {cond.get('threads')} threads, median of interleaved rounds (x: speed-up "
+                    f"over PyTorch fp32; informative, timed once at export) |")
+    return rows
 
 
 def _approximator(weights: list[float] | None) -> str:

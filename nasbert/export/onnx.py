@@ -1,13 +1,15 @@
 """ONNX export of a student, and a parity check of the exported graph against PyTorch with onnxruntime.
 
     from nasbert.export.onnx import check_onnx_parity, export_onnx
-    path = export_onnx(model, "student.onnx")           # any Nasbert* model (bare encoder or a head)
-    max_abs_diff = check_onnx_parity(model, path)       # raises RuntimeError above 1e-4
+    require_onnx()                                      # before any work: one sentence if onnx is missing
+    path = export_onnx(model, "student.onnx")           # any Nasbert* model (bare encoder or a head), or a
+    max_abs_diff = check_onnx_parity(model, path)       # transformers encoder; RuntimeError above 1e-4
 
 The graph takes input_ids, attention_mask and token_type_ids, int64 (B, T), with dynamic batch and sequence
 axes, and returns the model's output tensors under their transformers names (last_hidden_state and
 pooler_output, logits, start_logits and end_logits); losses and hidden states are left out. An input the
-arch never reads is pruned by the exporter (an arch with no M or S op has no attention_mask input).
+arch never reads is pruned by the exporter (an arch with no M or S op has no attention_mask input), and so
+is one the model's forward does not take (DistilBERT has no token types).
 
 Exporter: the TorchScript-based one (`torch.onnx.export(..., dynamo=False)`). It traces one forward pass, so
 the model's Python branch on `attention_mask.all()` (which skips masking on unpadded batches) is fixed at
@@ -18,6 +20,7 @@ exact for unpadded batches too. The dynamo exporter (torch.export) refuses that 
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 from pathlib import Path
 
@@ -42,16 +45,29 @@ class _OnnxWrapper(nn.Module):
         self.output_names = output_names
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                         return_dict=True)
+        given = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        out = self.model(**accepted_inputs(self.model, given), return_dict=True)
         return tuple(out[name] for name in self.output_names)
+
+
+def accepted_inputs(model: nn.Module, inputs: dict) -> dict:
+    """The inputs `model.forward` takes (a model without token types has no token_type_ids parameter)."""
+    parameters = inspect.signature(model.forward).parameters
+    return {name: value for name, value in inputs.items() if name in parameters}
 
 
 def _require(module_name: str):
     try:
         return importlib.import_module(module_name)
     except ImportError as error:
-        raise UserError(f"ONNX export needs the {module_name!r} package: pip install 'nasbert[onnx]'") from error
+        raise UserError(f"ONNX export needs the {module_name.split('.')[0]} package, which is not installed: "
+                        "pip install nasbert[onnx]") from error
+
+
+def require_onnx(int8: bool = False) -> None:
+    """Refuse, in one sentence and before any work, an ONNX export (or INT8 quantization) this install cannot do."""
+    for name in ("onnx", "onnxruntime") + (("onnxruntime.quantization",) if int8 else ()):
+        _require(name)
 
 
 def _check_shape(model: nn.Module, batch_size: int, seq_len: int) -> None:
@@ -77,7 +93,7 @@ def padded_inputs(config, batch_size: int, seq_len: int, seed: int = 0) -> dict[
     positions = np.arange(seq_len)[None, :]
     attention_mask = (positions < lengths[:, None]).astype(np.int64)  # (B, T)
     input_ids = rng.integers(0, config.vocab_size, size=(batch_size, seq_len), dtype=np.int64)
-    input_ids = np.where(attention_mask == 1, input_ids, config.pad_token_id)
+    input_ids = np.where(attention_mask == 1, input_ids, config.pad_token_id or 0)
     types = max(1, getattr(config, "type_vocab_size", 1))  # 0: a student without token types ignores them
     token_type_ids = rng.integers(0, types, size=(batch_size, seq_len), dtype=np.int64)
     token_type_ids = token_type_ids * attention_mask
@@ -91,10 +107,9 @@ def _to_torch(inputs: dict[str, np.ndarray], device: torch.device) -> tuple[torc
 def _model_outputs(model: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """The model's output tensors by name, losses and hidden states left out."""
     device = next(model.parameters()).device
-    input_ids, attention_mask, token_type_ids = _to_torch(inputs, device)
+    given = dict(zip(INPUT_NAMES, _to_torch(inputs, device)))
     with torch.no_grad():
-        out = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                    return_dict=True)
+        out = model(**accepted_inputs(model, given), return_dict=True)
     return {name: value for name, value in out.items()
             if isinstance(value, torch.Tensor) and name not in _SKIPPED_OUTPUTS}
 
@@ -138,6 +153,9 @@ def export_onnx(model: nn.Module, output_path: str | Path, seq_len: int = 128, o
                                     category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
+            # transformers' masks index with aranges (never negative), which the exporter warns about in general.
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing",
+                                    category=UserWarning)
             torch.onnx.export(wrapper, example, str(output_path), input_names=list(INPUT_NAMES),
                               output_names=list(output_axes), dynamic_axes=dynamic_axes, opset_version=opset,
                               dynamo=False)

@@ -2,7 +2,8 @@
 Hugging Face folders ready for fine-tuning.
 
     students/NAME/  config.json (auto_map, the arch)  model.safetensors  configuration_nasbert.py
-                    modeling_nasbert.py  tokenizer files  README.md (model card)  [model.onnx]
+                    modeling_nasbert.py  tokenizer files  README.md (model card)  nasbert_export.json
+                    [model.onnx  [model.int8.onnx]]   (--onnx [--int8]: the bare encoder, see export.serving)
 
 Each folder is written to a temporary sibling and moved into place, so a failed export leaves nothing
 half-written, and never into a folder that was already there (but one a killed export left, holding only its
@@ -32,7 +33,7 @@ from nasbert.export.inherit import build_inherited_student, initial_adapters, te
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
 from nasbert.latency.lut import Conditions, LatencyTable
-from nasbert.modeling_nasbert import NasbertForMaskedLM
+from nasbert.modeling_nasbert import NasbertForMaskedLM, NasbertModel
 from nasbert.registration import save_student
 from nasbert.search.budget import parse_latency_ms
 from nasbert.train_supernet.etd import importance_order, random_order
@@ -124,12 +125,23 @@ def export_students(run: Run, requests: list[ExportRequest], output: str | Path,
     main = int(os.environ.get("RANK", "0")) == 0
     if output.exists() and not output.is_dir():
         raise UserError(f"{output} is a file; choose another --output")
+    check_onnx_options(options)
     with hold_folder(output, "export", enabled=main) as held:
         for folder in folders if main else []:
             ours = folder == output and held.created  # made now (or by a killed export: only its lock is left)
             if other_entries(folder) or (folder.exists() and not ours):
                 raise UserError(f"{folder} already exists; choose another --output or remove it")
         return _export(run, requests, folders, options, write=main)
+
+
+def check_onnx_options(options: ExportOptions) -> None:
+    """--int8 goes with --onnx, and both need the onnx extra: refused in one sentence before any work."""
+    if options.int8 and not options.onnx:
+        raise UserError("--int8 quantizes the ONNX graph; add --onnx")
+    if options.onnx:
+        from nasbert.export.onnx import require_onnx
+
+        require_onnx(options.int8)
 
 
 def _export(run: Run, requests: list[ExportRequest], folders: list[Path], options: ExportOptions,
@@ -172,11 +184,18 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
         refined = refine(options.refine, teacher, students, adapters)
     if not write:
         return folders
+    texts = None
+    if options.int8:  # real text for the INT8 deviation: the refinement corpus, else fixed sentences
+        from nasbert.export.serving import FIXED_TEXTS, sample_texts
+
+        texts = (sample_texts(options.refine.train_files, options.refine.text_column) if options.refine is not None
+                 else list(FIXED_TEXTS))
     written = []
     for request, folder in zip(requests, folders):
         model = students[request.name].cpu().eval()
         card = _card_facts(run, request, options, refined, lut, model)
-        written.append(_write_folder(model, teacher.tokenizer, folder, card, options.onnx))
+        threads = lut.conditions.threads if lut is not None else torch.get_num_threads()
+        written.append(_write_folder(model, teacher.tokenizer, folder, card, options, texts, threads))
     return written
 
 
@@ -209,16 +228,22 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
         facts["latency_conditions"] = request.search.get("conditions")
     if options.measure:
         from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
-        from nasbert.modeling_nasbert import NasbertModel
 
         conditions = lut.conditions if lut is not None else Conditions.current("cpu", None, 1, 128, "float32")
-        bare = NasbertModel(model.config, add_pooling_layer=False)
-        bare.load_state_dict(model.nasbert.state_dict(), strict=False)
-        facts["measured_latency_ms"] = measure_model_ms(bare.eval(), conditions.batch_size, conditions.seq_len,
-                                                        conditions.threads, "cpu",
-                                                        gauge_reference_ms=gauge_reference_ms(lut))
+        runtime = getattr(conditions, "runtime", "torch")  # a table timed in another runtime is measured there
+        served = {} if runtime == "torch" else {"runtime": runtime, "precision": conditions.precision}
+        facts["measured_latency_ms"] = measure_model_ms(_bare_encoder(model), conditions.batch_size,
+                                                        conditions.seq_len, conditions.threads, "cpu",
+                                                        gauge_reference_ms=gauge_reference_ms(lut), **served)
         facts["measured_conditions"] = conditions.to_json()
     return facts
+
+
+def _bare_encoder(model: NasbertForMaskedLM) -> NasbertModel:
+    """The student without its MLM head (what a task fine-tunes, what latency and the ONNX graphs are of)."""
+    bare = NasbertModel(model.config, add_pooling_layer=False)
+    bare.load_state_dict(model.nasbert.state_dict(), strict=False)
+    return bare.eval()
 
 
 def _with_teacher_layers(request: ExportRequest, options: ExportOptions, teacher: Teacher) -> ExportRequest:
@@ -240,20 +265,20 @@ def _last_losses(run_dir: Path, name: str) -> dict | None:
     return rows[-1]["losses"].get(name) if rows else None
 
 
-def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dict, onnx: bool) -> Path:
+def _write_folder(model: NasbertForMaskedLM, tokenizer, folder: Path, facts: dict, options: ExportOptions,
+                  texts: list[str] | None, threads: int) -> Path:
     """Write the student to a new temporary sibling of `folder` (never one that exists), then move it in."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         save_student(model, tmp, tokenizer)
+        if options.onnx:
+            from nasbert.export.serving import serving_facts
+
+            facts.update(serving_facts(_bare_encoder(model), tmp, tokenizer, options.int8, texts,
+                                       threads if options.measure else None))
         (tmp / "README.md").write_text(model_card(facts))
         (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
-        if onnx:
-            from nasbert.export.onnx import check_onnx_parity, export_onnx
-
-            export_onnx(model, tmp / "model.onnx", seq_len=min(128, model.config.max_position_embeddings))
-            facts["onnx_max_abs_diff"] = check_onnx_parity(model, tmp / "model.onnx")
-            (tmp / "nasbert_export.json").write_text(json.dumps(facts, indent=1, default=str))
         _move_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

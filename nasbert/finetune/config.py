@@ -58,6 +58,13 @@ class FinetuneConfig:
     kd_alpha: float = field(default=0.5, metadata={"help": "loss = (1 - alpha) task loss + alpha KD loss"})
     kd_temperature: float = field(default=1.0, metadata={
         "help": "softmax temperature T of the KD loss (scaled by T^2)"})
+    onnx: bool = field(default=False, metadata={
+        "help": "also export the fine-tuned model to OUTPUT/model.onnx (logits, dynamic batch and sequence axes), "
+                "checked against PyTorch, and score it on the validation file in onnxruntime (onnx_fp32_* in "
+                "eval_results.json, onnx_eval.json); needs pip install nasbert[onnx]"})
+    int8: bool = field(default=False, metadata={
+        "help": "with --onnx: also OUTPUT/model.int8.onnx (onnxruntime dynamic quantization, int8 weights), scored "
+                "the same way (onnx_int8_*)"})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "let a model or teacher folder that is not a nasbert student run its own Python code (the files "
                 "its config's auto_map names); nasbert's students never need it"})

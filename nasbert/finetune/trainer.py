@@ -119,10 +119,15 @@ def check_config(config: FinetuneConfig) -> None:
               (0 < config.kd_temperature < math.inf, "--kd-temperature must be positive"),
               (config.task in ("auto", "classification", "regression"), "--task is auto, classification or regression"),
               (config.device in ("auto", "cpu", "cuda"), "--device is auto, cpu or cuda"),
-              (config.device != "cuda" or torch.cuda.is_available(), "--device cuda was asked but no GPU is visible")]
+              (config.device != "cuda" or torch.cuda.is_available(), "--device cuda was asked but no GPU is visible"),
+              (config.onnx or not config.int8, "--int8 quantizes the ONNX graph; add --onnx")]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    if config.onnx:
+        from nasbert.export.onnx import require_onnx
+
+        require_onnx(config.int8)  # before any training: one sentence naming the extra to install
 
 
 def output_folder(config: FinetuneConfig, suffix: str = "-finetuned", doing: str = "fine-tuning") -> Path:
@@ -242,6 +247,11 @@ def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
         if main:
             trainer.save_model(str(staging))  # model, config, tokenizer
             copy_code_files(model_dir, staging)
+            if config.onnx:  # the graphs, scored on the same rows (model.onnx, model.int8.onnx, onnx_eval.json)
+                from nasbert.finetune.onnx_eval import evaluate_onnx
+
+                eval_metrics.update(evaluate_onnx(trainer.model, staging, validation_data, tokenizer, task, metric,
+                                                  config.int8, config.batch_size, max_seq_len))
             settings = {**asdict(config), "output": str(output), "text_columns": task.text_columns,
                         "labels": task.labels, "metric": metric, "max_seq_len": max_seq_len}
             for name, values in (("eval_results", eval_metrics), ("train_results", train_metrics),
@@ -265,4 +275,7 @@ def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
 def format_metrics(metrics: dict[str, float], metric: str) -> str:
     names = [metric] + [m for m in (*CLASSIFICATION_METRICS, *REGRESSION_METRICS) if m != metric]
     shown = [f"{name} {metrics['eval_' + name]:.4f}" for name in names if f"eval_{name}" in metrics]
-    return "validation: " + "  ".join(shown + [f"loss {metrics['eval_loss']:.4f}"])
+    onnx = [f"onnx {p} {metric} {metrics[f'onnx_{p}_{metric}']:.4f}" for p in ("fp32", "int8")
+            if f"onnx_{p}_{metric}" in metrics]  # --onnx: the graphs' scores on the same rows
+    return "validation: " + "  ".join(shown + [f"loss {metrics['eval_loss']:.4f}"] + onnx)
+

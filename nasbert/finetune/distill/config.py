@@ -97,7 +97,7 @@ SEARCH_ONLY = tuple(f.name for f in fields(LayerMapSearchConfig) if f.name not i
 NOT_FOR_SEARCH = ("recipe", "layer_map", "pkd_beta", "team", "skd_sampling", "skd_probs", "skd_probe_steps",
                   "intermediate_epochs", "pretrained_teacher", "general_train_file", "max_general_samples",
                   "transfer_train_file", "transfer_text_columns", "transfer_label_column", "max_transfer_samples",
-                  "unfreeze_epochs", "until_stage", "epochs", "max_steps", "report_to")
+                  "unfreeze_epochs", "until_stage", "epochs", "max_steps", "report_to", "onnx", "int8")
 
 
 def with_recipe_defaults(config: DistillConfig) -> tuple[DistillConfig, Recipe]:

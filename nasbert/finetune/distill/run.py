@@ -116,6 +116,12 @@ def _distill(config: DistillConfig, output: Path, main: bool) -> dict[str, float
                     print(f"stopped after stage {stage.name} as asked; continue with the same command and --resume")
                 return {}
         eval_metrics = history[-1]["eval"]
+        if main and config.onnx:  # the graphs, scored on the rows the last stage evaluated (finetune --onnx's)
+            from nasbert.finetune.onnx_eval import evaluate_onnx
+
+            eval_metrics = {**eval_metrics, **evaluate_onnx(job.student, staging, job.dev["task"], job.tokenizer,
+                                                            job.tasks["task"], job.metric, config.int8,
+                                                            config.batch_size, job.max_seq_len)}
         if main:
             write_output(job, staging, output, history, settings, eval_metrics)
             print(format_metrics(eval_metrics, job.metric))
