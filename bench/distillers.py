@@ -99,12 +99,12 @@ def run_one(recipe: str, task: str, seed: int, paths: dict, args: argparse.Names
 
 
 def finetune_flags(args: argparse.Namespace) -> list[str]:
-    """The per-run flags that `nasbert finetune` also has (it has no stages, so no --intermediate-epochs)."""
+    """The per-run flags that `nasbert finetune` also has (it has no stages: no --intermediate/unfreeze-epochs)."""
     flags, skip = [], False
     for flag in args.step_flags:
         if skip:
             skip = False
-        elif flag == "--intermediate-epochs":
+        elif flag in ("--intermediate-epochs", "--unfreeze-epochs"):
             skip = True
         else:
             flags.append(flag)
@@ -192,6 +192,8 @@ def main() -> None:
                         "STS-B rows are shorter; it bounds WikiText-2 passages)")
     parser.add_argument("--intermediate-epochs", type=float, default=None,
                         help="epochs of each recipe stage before its last (default: --epochs)")
+    parser.add_argument("--unfreeze-epochs", type=float, default=None,
+                        help="xtremedistil: epochs of each gradual-unfreezing step (default: the recipe's, 1)")
     parser.add_argument("--general-samples", type=int, default=4000)
     parser.add_argument("--transfer-samples", type=int, default=4000)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
@@ -203,6 +205,8 @@ def main() -> None:
     args.step_flags = ["--max-seq-len", str(args.max_seq_len)]
     if args.intermediate_epochs is not None:
         args.step_flags += ["--intermediate-epochs", str(args.intermediate_epochs)]
+    if args.unfreeze_epochs is not None:
+        args.step_flags += ["--unfreeze-epochs", str(args.unfreeze_epochs)]
     if args.smoke:
         work = work / "smoke"
         paths = smoke_assets(work / "assets")
@@ -258,7 +262,8 @@ def main() -> None:
     teachers = ", ".join(f"{t} {results[f'teacher/{t}/0']['metric']:.4f}" for t in TASKS)
     text = (f"Student {paths['student']}, teacher {paths['teacher']} (fine-tuned, seed 0: {teachers}); "
             f"{args.epochs:g} task epochs on {args.train_samples} rows (earlier stages "
-            f"{args.intermediate_epochs or args.epochs:g} epochs), max seq len {args.max_seq_len}, {args.seeds} seed(s)"
+            f"{args.intermediate_epochs or args.epochs:g} epochs, xtremedistil unfreezing steps "
+            f"{args.unfreeze_epochs or 1:g} epoch each), max seq len {args.max_seq_len}, {args.seeds} seed(s)"
             + (" - SMOKE SETTING, figures meaningless" if args.smoke else "") + "\n\n"
             + table(results, args, args.recipes) + "\n")
     (work / "distillers.md").write_text(text)
