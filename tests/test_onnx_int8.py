@@ -162,3 +162,12 @@ def test_int8_without_onnx_is_refused(task, tmp_path, capsys):
                  ["export", str(tmp_path / "run"), "--arch", "32:M", "--output", str(tmp_path / "ex"), "--int8"]):
         assert main(args) == 2
         assert "--int8 quantizes the ONNX graph; add --onnx" in capsys.readouterr().err
+
+
+def test_int8_deviation_texts_come_from_the_refinement_corpus(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    lines = [" = A heading = ", "", *(f"sentence {i} has more than eight words in it , surely" for i in range(12))]
+    corpus.write_text("\n".join(lines) + "\n")
+    texts = serving.sample_texts([str(corpus)], count=8)
+    assert texts == [line.strip() for line in lines[2:10]]  # headings and fragments skipped
+    assert serving.sample_texts([str(corpus)], count=8, min_words=50) == list(serving.FIXED_TEXTS)
