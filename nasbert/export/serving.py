@@ -48,8 +48,7 @@ def write_graphs(model: nn.Module, folder: Path, int8: bool) -> tuple[dict[str, 
     """model.onnx in `folder` (checked against PyTorch, ≤ 1e-4) and, with `int8`, model.int8.onnx quantized
     from it; returns ({runtime key: path}, the fp32 graph's max abs difference to PyTorch)."""
     require_onnx(int8)
-    config = model.config
-    fp32 = export_onnx(model, folder / "model.onnx", seq_len=min(128, config.max_position_embeddings))
+    fp32 = export_onnx(model, folder / "model.onnx", seq_len=serving_seq_len(model.config))
     max_abs_diff = check_onnx_parity(model, fp32)
     graphs = {FP32: fp32}
     if int8:
@@ -63,7 +62,7 @@ def serving_facts(encoder: nn.Module, folder: Path, tokenizer, int8: bool, texts
     the INT8 graph's cosine to the fp32 graph on `texts`; with `threads` the latency per runtime at batch 1 x 128."""
     graphs, max_abs_diff = write_graphs(encoder, folder, int8)
     facts: dict = {"onnx_max_abs_diff": max_abs_diff}
-    seq_len = min(128, encoder.config.max_position_embeddings)
+    seq_len = serving_seq_len(encoder.config)
     if int8:
         batch = text_batch(tokenizer, texts or list(FIXED_TEXTS), seq_len)
         facts["onnx_int8_cosine"] = encoder_cosine(session(graphs[FP32]), session(graphs[INT8]), batch)
@@ -72,6 +71,12 @@ def serving_facts(encoder: nn.Module, folder: Path, tokenizer, int8: bool, texts
         facts["runtime_latency_ms"] = runtime_latency_ms(encoder, graphs, 1, seq_len, threads)
         facts["runtime_latency_conditions"] = runtime_conditions(1, seq_len, threads)
     return facts
+
+
+def serving_seq_len(config) -> int:
+    """128 tokens, or fewer where the model has fewer positions: 2 under them, since RoBERTa-style models number
+    positions from the pad id + 1."""
+    return min(128, config.max_position_embeddings - 2)
 
 
 def runtime_conditions(batch_size: int, seq_len: int, threads: int) -> dict:
