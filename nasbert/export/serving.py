@@ -5,22 +5,17 @@ the INT8 graph's deviation on real text, and latency per runtime measured side b
     cosine = encoder_cosine(session(graphs["onnxruntime_fp32"]), session(graphs["onnxruntime_int8"]), batch)
     ms = runtime_latency_ms(model, graphs, batch_size=1, seq_len=128, threads=2)   # + "torch_fp32"
 
-Quantization is onnxruntime's own `quantize_dynamic`: QInt8 weights, one scale per output channel, activations
-quantized on the fly per call, MatMul nodes only. Why these settings, measured on all-MiniLM-L6-v2's encoder
-(8 SST-2 sentences, an AVX2 CPU without VNNI, 1 thread): one weight scale per tensor gave a cosine of 0.950 to
-the fp32 graph's last hidden state, one per channel 0.989 at the same speed; also quantizing the depthwise
-convolutions (ConvInteger) made a convolution-heavy student slower than its fp32 graph (13.7 vs 11.3 ms;
-MatMul only: 7.2 ms); the embedding table (Gather) would only shrink the file.
+Quantization and sessions are the latency table's own (`nasbert.latency.runtimes.quantize_int8`, `ort_session`:
+onnxruntime's `quantize_dynamic`, QInt8 weights per output channel, MatMul nodes only), so a table profiled with
+`--runtime onnxruntime --precision int8` times the graph that is served.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import logging
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +23,10 @@ import torch
 from torch import nn
 
 from nasbert.export.onnx import accepted_inputs, check_onnx_parity, export_onnx, require_onnx
+from nasbert.latency.runtimes import ort_session as session
+from nasbert.latency.runtimes import quantize_int8
 
 FP32, INT8, TORCH = "onnxruntime_fp32", "onnxruntime_int8", "torch_fp32"  # runtime keys, as in the JSON files
-INT8_OP_TYPES = ("MatMul",)
 # Real text for the INT8 deviation when an export has no corpus of its own (no refinement).
 FIXED_TEXTS = (
     "The film is a charming and often moving portrait of a family that refuses to give up.",
@@ -84,40 +80,6 @@ def runtime_conditions(batch_size: int, seq_len: int, threads: int) -> dict:
     return {"batch_size": batch_size, "seq_len": seq_len, "threads": threads,
             "onnxruntime_version": importlib.import_module("onnxruntime").__version__,
             "torch_version": torch.__version__.split("+")[0]}
-
-
-def quantize_int8(source: Path, target: Path) -> Path:
-    """onnxruntime's dynamic quantization of `source` into `target` (the settings: see the module docstring)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet_root_logger():  # it advises pre-processing on the root logger for every model
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(INT8_OP_TYPES))
-    return target
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    before = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(before)
-
-
-def session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session as a latency-bound server runs one: `threads` intra-op threads (None:
-    onnxruntime's default), one inter-op thread, sequential execution."""
-    ort = importlib.import_module("onnxruntime")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def graph_feed(graph, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
