@@ -107,7 +107,9 @@ def test_saved_student_loads_with_plain_transformers(tmp_path, model_class, auto
     torch.save(mask, folder / "mask.pt")
     script = tmp_path / "load.py"
     script.write_text(_PLAIN_TRANSFORMERS_SCRIPT)
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    # The same thread count as this process, so the two forward passes reduce in the same order (bitwise equal).
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     result = subprocess.run([sys.executable, str(script), str(folder), auto_class.__name__, str(tmp_path / "o.pt")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
