@@ -33,6 +33,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from nasbert.cli import main as nasbert
@@ -120,6 +121,28 @@ def _transfer_columns(task: str) -> list[str]:
         if task == "stsb" else []
 
 
+def tiny_tasks(work: Path, train_rows: int, dev_rows: int, tasks: Iterable[str] = TASKS) -> tuple[dict, Path]:
+    """Seeded row samples of each task's shared train/dev files in WORK/TASK/, and a WordPiece vocab.txt of their
+    600 most frequent words (a tokenizer for tiny smoke models): ({task: folder}, vocab path)."""
+    work.mkdir(parents=True, exist_ok=True)
+    folders, words = {}, {}
+    for task in tasks:
+        folders[task] = work / task
+        folders[task].mkdir(exist_ok=True)
+        for split, rows in (("train", train_rows), ("dev", dev_rows)):
+            lines = (SHARED / task / f"{split}.tsv").read_text().splitlines()
+            head, body = lines[0], lines[1:]
+            random.Random(0).shuffle(body)
+            (folders[task] / f"{split}.tsv").write_text("\n".join([head, *body[:rows]]) + "\n")
+            for line in body[:rows]:
+                for word in line.lower().split():
+                    words[word] = words.get(word, 0) + 1
+    vocab = work / "vocab.txt"
+    top = sorted(words, key=lambda w: -words[w])[:600]
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *top]) + "\n")
+    return folders, vocab
+
+
 def smoke_assets(work: Path) -> dict:
     """Tiny task files cut from the shared data, a tiny WordPiece vocabulary of their words, a tiny BERT teacher
     and a tiny NAS-BERT student (no network, a few seconds)."""
@@ -129,24 +152,9 @@ def smoke_assets(work: Path) -> dict:
     from nasbert import NasbertConfig, NasbertModel
     from nasbert.registration import save_student
 
-    work.mkdir(parents=True, exist_ok=True)
-    tasks, words = {}, {}
-    for task in TASKS:
-        tasks[task] = work / task
-        tasks[task].mkdir(exist_ok=True)
-        for split, rows in (("train", 200), ("dev", 64)):
-            lines = (SHARED / task / f"{split}.tsv").read_text().splitlines()
-            head, body = lines[0], lines[1:]
-            random.Random(0).shuffle(body)
-            (tasks[task] / f"{split}.tsv").write_text("\n".join([head, *body[:rows]]) + "\n")
-            for line in body[:rows]:
-                for word in line.lower().split():
-                    words[word] = words.get(word, 0) + 1
+    tasks, vocab = tiny_tasks(work, train_rows=200, dev_rows=64)
     general = work / "general.txt"
     general.write_text("\n".join((SHARED / "wikitext-2" / "train.txt").read_text().splitlines()[:400]) + "\n")
-    vocab = work / "vocab.txt"
-    top = sorted(words, key=lambda w: -words[w])[:600]
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *top]) + "\n")
     tokenizer = BertTokenizer(vocab=str(vocab))
     torch.manual_seed(0)
     teacher = work / "teacher"

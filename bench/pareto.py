@@ -34,10 +34,11 @@ import argparse
 import importlib.util
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
+
+from distillers import tiny_tasks
 
 from nasbert.cli import main as nasbert
 
@@ -85,24 +86,9 @@ def smoke_assets(work: Path) -> dict:
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
-    work.mkdir(parents=True, exist_ok=True)
-    tasks, words = {}, {}
-    for task in TASKS:
-        tasks[task] = work / task
-        tasks[task].mkdir(exist_ok=True)
-        for split, rows in (("train", 160), ("dev", 48)):
-            lines = (SHARED / task / f"{split}.tsv").read_text().splitlines()
-            head, body = lines[0], lines[1:]
-            random.Random(0).shuffle(body)
-            (tasks[task] / f"{split}.tsv").write_text("\n".join([head, *body[:rows]]) + "\n")
-            for line in body[:rows]:
-                for word in line.lower().split():
-                    words[word] = words.get(word, 0) + 1
+    tasks, vocab = tiny_tasks(work, train_rows=160, dev_rows=48, tasks=TASKS)
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join((SHARED / "wikitext-2" / "train.txt").read_text().splitlines()[:300]) + "\n")
-    vocab = work / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-                                *sorted(words, key=lambda w: -words[w])[:600]]) + "\n")
     tokenizer = BertTokenizer(vocab=str(vocab))
     torch.manual_seed(0)
     teacher = work / "teacher"
