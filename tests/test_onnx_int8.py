@@ -5,14 +5,14 @@ PyTorch's); a missing onnxruntime is one sentence naming the extra."""
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tiny_assets import WORDS, write_vocab
+from test_finetune import write_tsv
+from tiny_assets import write_vocab
 from transformers import AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
 from nasbert import NasbertConfig, NasbertForSequenceClassification, NasbertModel
@@ -27,25 +27,12 @@ from nasbert.export.onnx import padded_inputs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 ARCH = "32:M,F,S3,I/16:S5,M,F,F"  # every op family, so MatMul and convolutions are both in the graph
-FILLER = [w for w in WORDS if w not in ("happy", "sad")]
 
 
 def tiny_encoder(seed: int = 0) -> NasbertModel:
     torch.manual_seed(seed)
     return NasbertModel(NasbertConfig(arch=ARCH, vocab_size=99, embedding_size=24, hidden_size=32, head_dim=8,
                                       max_position_embeddings=64), add_pooling_layer=False)
-
-
-def write_tsv(path: Path, rows: int, seed: int) -> Path:
-    """SST-2 layout; label 1 iff the sentence holds "happy" (label-0 sentences hold "sad")."""
-    rng = random.Random(seed)
-    lines = ["sentence\tlabel"]
-    for i in range(rows):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
-        words.insert(rng.randrange(len(words) + 1), "happy" if i % 2 else "sad")
-        lines.append(f"{' '.join(words)}\t{i % 2}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_int8_graph_runs_at_other_batch_sizes_and_lengths_close_to_fp32(tmp_path):
