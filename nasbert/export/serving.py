@@ -166,6 +166,10 @@ def _interleaved_medians_ms(calls: Mapping[str, Callable[[], object]], rounds: i
     per_call: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            # A pause and one untimed call first: the previous runtime's idle threads park (torch's OpenMP pool
+            # spins briefly after a call) and this one's caches and pool are warm again.
+            time.sleep(0.05)
+            call()
             start = time.perf_counter()
             for _ in range(repeats[name]):
                 call()
