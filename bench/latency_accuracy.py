@@ -6,8 +6,8 @@ Profiles the default NAS-BERT space on this machine (batch 1 x seq 128 unless to
 on random students of seed 1, validates on other random students of seed 0 (disjoint from the calibration
 set) measured end to end as NasbertModel, and prints MAPE, max |error|, share within +-10 % and Kendall tau
 for the raw table sums and the calibrated prediction. Every timing (profile, calibration, validation) is the
-median of rounds taken at the machine's usual speed: a speed gauge beside each timing spots the phases in
-which a cloud VM runs a quarter faster or slower, and those timings are retimed (the count is printed).
+median of rounds scaled to the machine's usual speed by a speed gauge read beside each timing (a fixed stack
+of student layers, which drifts with the students when a cloud VM runs faster or slower).
 Targets: MAPE <= 5 %, all within +-10 %, tau >= 0.9.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from nasbert.latency import calibrate, plot_validation, profile_space, validate
+from nasbert.latency.measure import speed_note
 from search_space import SearchSpace
 
 TARGETS = {"mape_percent": "<= 5", "max_abs_error_percent": "<= 10", "within_10_percent_fraction": "= 1",
@@ -42,15 +43,15 @@ def main() -> None:
     table = profile_space(SearchSpace(), threads=args.threads, batch_size=args.batch_size, seq_len=args.seq_len)
     profile_s = time.perf_counter() - start
     print(f"profiled {len(table.entries())} entries of the default space in {profile_s:.1f} s "
-          f"under {table.conditions.describe()}; {table.profile['rejected_count']} of "
-          f"{table.profile['timings_count']} timings retimed (another speed phase)")
+          f"under {table.conditions.describe()}")
+    print("  " + speed_note(table.profile))
 
     start = time.perf_counter()
     cal = calibrate(table, args.calibration_samples, seed=1)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
     print(f"calibrated on {len(cal.archs)} students (seed 1) in {time.perf_counter() - start:.1f} s: "
           f"constant {cal.constant_ms:+.3f} ms, {factors}; fit MAPE {cal.fit['fit_mape_percent']:.2f} %")
-    print(f"  {cal.fit['rejected_count']} of {cal.fit['timings_count']} timings retimed (another speed phase)")
+    print("  " + speed_note(cal.fit))
 
     result = validate(table, args.samples, seed=0)
     table.validation = result.to_json()

@@ -95,7 +95,7 @@ def _calibration_85x(paths: dict, monkeypatch) -> None:
 
     def timed(table, archs, *args, **kwargs):
         entries = [Entry(85 * table.predict_ms(a, ("pooler",), calibrated=False), 0.0, 3) for a in archs]
-        return UsualSpeed(entries, 0.1, 3 * len(archs), 0, [], [0.0] * len(archs))
+        return UsualSpeed(entries, 0.1, 3 * len(archs), [0.0] * len(archs))
 
     monkeypatch.setattr(importlib.import_module("nasbert.latency.calibrate"), "measure_students", timed)
 

@@ -1,7 +1,7 @@
 """Time several models side by side: interleaved rounds (each round times every model once, beside the speed
 gauge), so a slow or fast spell of the machine lands on all of them rather than on one. Each model is its bare
 encoder as `AutoModel` loads it (a student's NasbertModel, the teacher's BertModel, ...), on tokenizer-shaped
-inputs without padding; the median of the rounds taken at the machine's usual speed is kept."""
+inputs without padding; the median of the rounds scaled to the machine's usual speed is kept."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def time_side_by_side(folders: dict[str, str], conditions: Conditions, rounds: i
     inputs = {name: model_inputs(model.config.vocab_size, conditions.batch_size, conditions.seq_len, device)
               for name, model in models.items()}
     machine = MachineCheck.before(conditions.threads, conditions.device, "the models side by side")
-    gauge = SpeedGauge(device, dtype, conditions.threads)
+    gauge = SpeedGauge(device, dtype, conditions.threads, min_run_time_s / rounds)
     names = list(models)
     timed = at_usual_speed(names, lambda name: time_call(lambda: models[name](**inputs[name]), conditions.threads,
                                                          min_run_time_s / rounds),

@@ -61,8 +61,8 @@ def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None
     parser.add_argument("--min-run-time", type=float, default=default_s,
                         help=f"seconds of timed runs per measurement (default {default_s})")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="split the timed runs into this many rounds, far apart in time and each at the "
-                             "machine's usual speed, and keep their median (default 3)")
+                        help="split the timed runs into this many rounds, far apart in time and each scaled to "
+                             "the machine's usual speed by a speed gauge, and keep their median (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -77,7 +77,7 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
     cond = current_conditions(table)
     machine = MachineCheck.before(cond.threads, cond.device, what)
     device, dtype = resolve_device(cond.device), resolve_dtype(cond.dtype)
-    gauge = SpeedGauge(device, dtype, cond.threads)
+    gauge = SpeedGauge(device, dtype, cond.threads, min_run_time_s / rounds)
     reference = gauge_reference_ms(table)
     inputs = model_inputs(table.space.vocab_size, cond.batch_size, cond.seq_len, device)
     runtime = get_runtime(cond.runtime)

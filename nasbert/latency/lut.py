@@ -201,7 +201,7 @@ class Calibration:
         return {"constant_ms": round(self.constant_ms, 6),
                 "family_factor": {k: round(v, 6) for k, v in self.family_factor.items()},
                 "seed": self.seed, "samples_count": len(self.archs), "heads": list(self.heads),
-                "archs": list(self.archs), **{k: round(v, 6) for k, v in self.fit.items()}}
+                "archs": list(self.archs), **{k: _round(v) for k, v in self.fit.items()}}
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Calibration:
@@ -217,6 +217,11 @@ class Calibration:
         fit = {k: float(v) for k, v in data.items() if k.endswith(("_percent", "_fraction", "_tau")) and _is_number(v)}
         return cls(float(data["constant_ms"]), factors, int(data.get("seed", 0)), list(data.get("archs", [])),
                    tuple(data.get("heads", ("pooler",))), fit)
+
+
+def _round(value: Any) -> Any:
+    """A number, or a list of numbers, to 6 decimals."""
+    return [round(v, 6) for v in value] if isinstance(value, list | tuple) else round(value, 6)
 
 
 def _is_number(value: Any) -> bool:

@@ -3,9 +3,9 @@
 Both fix the thread count (and restore it), warm up, then take torch.utils.benchmark's blocked_autorange:
 repeated blocks of calls, the median per call and the interquartile range; on CUDA the timer synchronises
 the device around every block, so asynchronous kernels are counted. Several rounds are taken, far apart
-in time and each beside a speed gauge, and the median of those taken at the machine's usual speed kept, so
-a burst of other work (slower) or of idle neighbours on the host (faster) lands neither in the table nor
-in a check of it. Search and export reuse `measure_model_ms` to re-measure winners, in the table's runtime.
+in time, each between two readings of a speed gauge (a fixed stack of student layers) and scaled by them to
+the machine's usual speed, and their median kept, so a cloud VM's drift (slower or faster for seconds to
+minutes) lands neither in the table nor in a check of it. Search and export reuse `measure_model_ms` to re-measure winners, in the table's runtime.
 
 Timings from a busy machine are refused, not stored: see `nasbert.latency.machine` (NASBERT_ALLOW_BUSY=1
 keeps them, with a warning, on a machine that is noisy by nature).
@@ -82,31 +82,49 @@ def typical(rounds: list[Entry]) -> Entry:
     return Entry(middle, nearest.iqr_ms, sum(e.runs_count for e in rounds))
 
 
-GAUGE_SHAPE = (128, 256, 256)  # (rows, inner, cols) of the gauge's matmul: its 256 KiB stay in every L2
+GAUGE_OPS, GAUGE_WIDTH, GAUGE_TOKENS = ("M", "F", "S5"), 256, 128  # one layer of each op family, (1, 128, 256)
+GAUGE_RUN_TIME_S = 0.05  # one reading (~1.5 ms a call at 2 threads here: ~30 calls)
 
 
 class SpeedGauge:
-    """Reads which speed the machine runs at right now: the time of a small matmul that lives in cache.
+    """Reads how fast the machine runs right now: the time of a fixed workload like the ones being timed.
 
-    A cloud VM switches between speeds for seconds to minutes at a time (measured here: students ran 23 %
-    faster for 8-24 s, about a fifth of the time, whenever the host's other threads went idle). A model's
-    time cannot tell such a phase from its own cost, but a fixed, cache-resident workload can: its reading
-    is steady within ~1 % in each phase and ~9 % apart between them, whatever ran before it. Timings taken
-    while the gauge reads another speed than usual are retimed (see `at_usual_speed`).
+    A cloud VM's speed drifts: on this project's 2-core machine one student timed 29-38 ms within a minute and
+    the same 30 students 15 % apart on average from one run to the next, while nothing else ran. A model's time
+    cannot tell such drift from its own cost, but a fixed workload timed next to it can. The workload is a stack
+    of student layers (attention, feed-forward, separable convolution at width 256 on a (1, 128, 256) hidden
+    state, seeded weights), the same in every process, so it slows down and speeds up with the students: timings
+    scaled by it repeated within ~2 % (coefficient of variation over 5 rounds of 30 students; ~7 % unscaled).
+    A cache-resident matmul, the gauge before, tracked the students poorly (correlation 0.3-0.5).
     """
 
-    name = "matmul {}x{}x{}".format(*GAUGE_SHAPE)
+    name = "layers {} at {} x {} tokens".format("+".join(GAUGE_OPS), GAUGE_WIDTH, GAUGE_TOKENS)
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 threads: int | None = None, min_run_time_s: float = 0.02):
-        rows, inner, cols = GAUGE_SHAPE
-        generator = torch.Generator().manual_seed(0)
-        self.a = torch.randn(rows, inner, generator=generator).to(device, dtype)
-        self.b = torch.randn(inner, cols, generator=generator).to(device, dtype)
-        self.threads, self.min_run_time_s = threads, min_run_time_s
+                 threads: int | None = None, timing_s: float = GAUGE_RUN_TIME_S):
+        from nasbert.modeling_nasbert import NasbertLayer
+        from nasbert.student import student_config
+        from search_space import SearchSpace
+
+        space = SearchSpace()
+        config = student_config(space, space.largest_arch())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            layers = [NasbertLayer(config, op, GAUGE_WIDTH) for op in GAUGE_OPS]
+            hidden = torch.randn(1, GAUGE_TOKENS, GAUGE_WIDTH)  # (1, T, w)
+        self.layers = nn.ModuleList(layers).eval().to(device, dtype)
+        self.hidden = hidden.to(device, dtype)
+        # a reading lasts no longer than the timings it sits between
+        self.threads, self.min_run_time_s = threads, min(GAUGE_RUN_TIME_S, timing_s)
+
+    def _run(self) -> torch.Tensor:
+        x = self.hidden
+        for layer in self.layers:
+            x = layer(x, None, None)
+        return x
 
     def read_ms(self) -> float:
-        return time_call(lambda: torch.mm(self.a, self.b), self.threads, self.min_run_time_s, warmup=5).median_ms
+        return time_call(self._run, self.threads, self.min_run_time_s, warmup=2).median_ms
 
 
 def gauge_reference_ms(table: Any) -> float | None:
@@ -115,24 +133,20 @@ def gauge_reference_ms(table: Any) -> float | None:
     return profile.get("gauge_reference_ms") if profile.get("gauge") == SpeedGauge.name else None
 
 
-SPEED_TOLERANCE = 0.05  # a timing is at the usual speed when the gauge reads within +-5 % of its usual value
-
-
 @dataclass
 class UsualSpeed:
-    """Per item, the median of its timings taken at the machine's usual speed, and how many were retimed."""
+    """Per item, the median of its timings scaled to the machine's usual speed, and how the machine ran."""
 
     entries: list[Entry]
     reference_ms: float  # the gauge's usual reading (the table's, or the median of this run's readings)
-    timings_count: int  # timings taken, retimed ones included
-    rejected_count: int  # timings taken while the gauge read another speed
-    unsteady: list[int]  # items with no timing at the usual speed (their median over all timings is used)
-    spreads: list[float]  # per item, slowest / fastest kept round - 1
+    timings_count: int
+    spreads: list[float]  # per item, slowest / fastest scaled round - 1
     gauge_median_ms: float | None = None  # the median gauge reading of this run
+    speed_range: tuple[float, float] = (1.0, 1.0)  # lowest and highest gauge reading / reference_ms
 
     @property
     def repeatability_percent(self) -> float:
-        """Median over items of how much their kept rounds disagreed, in %."""
+        """Median over items of how much their scaled rounds disagreed, in %."""
         return float(np.median(self.spreads) * 100) if self.spreads else 0.0
 
     def note(self) -> str:
@@ -141,72 +155,49 @@ class UsualSpeed:
 
     def to_json(self) -> dict[str, Any]:
         return {"gauge_reference_ms": round(self.reference_ms, 6), "timings_count": self.timings_count,
-                "rejected_count": self.rejected_count, "unsteady_count": len(self.unsteady),
+                "gauge_range_factor": [round(x, 4) for x in self.speed_range],
                 "repeatability_percent": round(self.repeatability_percent, 3)}
 
 
 def speed_note(report: dict[str, Any]) -> str:
     """The machine line of a `UsualSpeed.to_json()` report (as stored in a table's profile or calibration)."""
-    line = (f"machine: {report.get('rejected_count', 0)} of {report.get('timings_count', 0)} timings fell in another "
-            f"speed phase and were retimed; kept rounds of one item agree within "
+    low, high = report.get("gauge_range_factor") or (1.0, 1.0)
+    return (f"machine: the speed gauge read {low:.0%}-{high:.0%} of its usual time over {report.get('timings_count', 0)} "
+            f"timings, each scaled to the usual speed; scaled rounds of one item agree within "
             f"{report.get('repeatability_percent', 0):.1f} % (median)")
-    if report.get("unsteady_count"):
-        line += f"; {report['unsteady_count']} item(s) never ran at the usual speed (median of all their timings used)"
-    return line
 
 
 def at_usual_speed(items: Sequence[T], time_item: Callable[[T], Entry], rounds: int, gauge: SpeedGauge,
-                   reference_ms: float | None = None, max_passes: int | None = None, progress: bool = True,
-                   desc: str = "measuring", unit: str = "item", machine: MachineCheck | None = None) -> UsualSpeed:
-    """Time every item `rounds` times at the machine's usual speed, in passes over all items.
+                   reference_ms: float | None = None, progress: bool = True, desc: str = "measuring",
+                   unit: str = "item", machine: MachineCheck | None = None) -> UsualSpeed:
+    """Time every item `rounds` times, in passes over all items, each timing scaled to the machine's usual speed.
 
-    The gauge is read before and after each timing; a timing counts when both readings are within
-    SPEED_TOLERANCE of `reference_ms` (default: the median of this run's readings, i.e. the speed the
-    machine runs at most of the time). Passes go on, retiming only what still lacks rounds, up to
-    `max_passes` (default 3 x rounds); an item that never ran at the usual speed gets the median of all
-    its timings and is listed in `unsteady`. Passes keep one item's rounds far apart in time. With `machine`,
-    the other work on the machine is read before every timing (judged by `machine.require_steady`).
+    The gauge is read between timings, so each timing sits between two readings; it is scaled by
+    `reference_ms` / (the mean of those two readings), `reference_ms` being the table's usual reading (default:
+    the median of this run's readings). Passes keep one item's rounds far apart in time; the median of its
+    scaled rounds is kept. With `machine`, the other work on the machine is read before every timing (judged by
+    `machine.require_steady`).
     """
-    max_passes = max_passes or 3 * rounds
-    taken: list[list[tuple[Entry, float, float]]] = [[] for _ in items]  # (timing, gauge before, gauge after)
-
-    def usual(reference: float, before: float, after: float) -> bool:
-        return max(abs(before / reference - 1), abs(after / reference - 1)) <= SPEED_TOLERANCE
-
-    def reference() -> float:
-        if reference_ms is not None:
-            return reference_ms
-        return float(np.median([g for timings in taken for _, *readings in timings for g in readings]))
-
+    raw: list[list[tuple[Entry, int]]] = [[] for _ in items]  # (timing, index of the reading before it)
+    readings = [gauge.read_ms()]
     with tqdm(total=rounds * len(items), desc=desc, unit=unit, disable=not progress) as bar:
-        for _ in range(max_passes):
-            ref = reference() if any(taken) else reference_ms
-            wanting = [n for n, timings in enumerate(taken)
-                       if ref is None or sum(usual(ref, b, a) for _, b, a in timings) < rounds]
-            if not wanting:
-                break
-            for n in wanting:
+        for _ in range(rounds):
+            for n, item in enumerate(items):
                 if machine is not None:
                     machine.sample()
-                before = gauge.read_ms()
-                entry = time_item(items[n])
-                taken[n].append((entry, before, gauge.read_ms()))
-            ref = reference()
-            bar.n = sum(min(rounds, sum(usual(ref, b, a) for _, b, a in t)) for t in taken)
-            bar.refresh()
-    ref = reference()
-    entries, spreads, unsteady, rejected = [], [], [], 0
-    for n, timings in enumerate(taken):
-        kept = [e for e, b, a in timings if usual(ref, b, a)][:rounds]
-        rejected += sum(not usual(ref, b, a) for _, b, a in timings)
-        if not kept:
-            unsteady.append(n)
-            kept = [e for e, _, _ in timings]
-        entries.append(typical(kept))
-        spreads.append(max(e.median_ms for e in kept) / min(e.median_ms for e in kept) - 1)
-    readings = [g for timings in taken for _, *pair in timings for g in pair]
-    return UsualSpeed(entries, ref, sum(map(len, taken)), rejected, unsteady, spreads,
-                      float(np.median(readings)) if readings else None)
+                raw[n].append((time_item(item), len(readings) - 1))
+                readings.append(gauge.read_ms())
+                bar.update()
+    reference = reference_ms if reference_ms is not None else float(np.median(readings))
+    entries, spreads = [], []
+    for timings in raw:
+        scaled = [Entry(e.median_ms * reference / ((readings[k] + readings[k + 1]) / 2), e.iqr_ms, e.runs_count)
+                  for e, k in timings]
+        entries.append(typical(scaled))
+        spreads.append(max(e.median_ms for e in scaled) / min(e.median_ms for e in scaled) - 1)
+    ratios = np.array(readings) / reference
+    return UsualSpeed(entries, reference, sum(map(len, raw)), spreads, float(np.median(readings)),
+                      (float(ratios.min()), float(ratios.max())))
 
 
 def model_inputs(vocab_size: int, batch_size: int, seq_len: int, device: torch.device | str = "cpu",
@@ -225,7 +216,7 @@ def measure_model(model: nn.Module, batch_size: int = 1, seq_len: int = 128, thr
 
     The model is moved to `device` (and `dtype`, if given); its vocab size comes from `model.config`. In another
     `runtime` than torch it is exported (at `precision`: fp32 or int8) and timed there (see `runtimes`).
-    `min_run_time_s` is split over `rounds` rounds taken at the machine's usual speed (see `at_usual_speed`;
+    `min_run_time_s` is split over `rounds` rounds scaled to the machine's usual speed (see `at_usual_speed`;
     `gauge_reference_ms` is a latency table's `profile.gauge_reference_ms`), and their median is returned.
     """
     return measure_model_at_usual_speed(model, batch_size, seq_len, threads, device, dtype, min_run_time_s, rounds,
@@ -237,7 +228,7 @@ def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len:
                                  min_run_time_s: float = 1.0, rounds: int = 3,
                                  gauge_reference_ms: float | None = None, runtime: str = "torch",
                                  precision: str | None = None) -> UsualSpeed:
-    """`measure_model` with the machine's report (how many timings were retimed)."""
+    """`measure_model` with the machine's report (how far the gauge moved, how well rounds agree)."""
     torch_device = resolve_device(device)
     timer = get_runtime(runtime)
     if precision is not None or runtime != "torch":
@@ -251,7 +242,7 @@ def measure_model_at_usual_speed(model: nn.Module, batch_size: int = 1, seq_len:
         raise UserError(f"seq len {seq_len} is longer than the model's max_position_embeddings {max_len}")
     machine = MachineCheck.before(threads, device, "a measured latency")
     inputs = model_inputs(model.config.vocab_size, batch_size, seq_len, torch_device)
-    gauge = SpeedGauge(torch_device, next(model.parameters()).dtype, threads)
+    gauge = SpeedGauge(torch_device, next(model.parameters()).dtype, threads, min_run_time_s / rounds)
     call = timer.prepare(model, inputs, precision or "fp32", int(threads or torch.get_num_threads()))
     timed = at_usual_speed([call], lambda c: time_call(c, threads, min_run_time_s / rounds), rounds, gauge,
                            gauge_reference_ms, progress=False, machine=machine)

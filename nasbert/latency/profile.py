@@ -105,9 +105,9 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
     input, fed a (B, T, H) hidden state; `profile.call_overhead_ms`) is taken off every entry but the
     embeddings', so a student's sum counts it once, as its one call does.
 
-    Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds taken at the machine's usual speed,
+    Each entry gets `rounds` timings of `min_run_time_s / rounds` seconds scaled to the machine's usual speed,
     in passes over all entries (see `at_usual_speed`); the median is kept. The gauge's usual reading is stored
-    (`profile.gauge_reference_ms`) so that later checks keep only timings taken at the same speed. A busy
+    (`profile.gauge_reference_ms`) so that later timings are scaled to the same speed. A busy
     machine is refused (MachineBusyError, see `nasbert.latency.machine`) before and after timing.
     """
     if batch_size < 1 or seq_len < 1 or rounds < 1:
@@ -132,7 +132,7 @@ def profile_space(space: SearchSpace, device: str = "cpu", threads: int | None =
                                      conditions.precision, conditions.threads)
                  for name, make_module, make_input in tqdm(tasks, desc=f"exporting to {runtime}", unit="entry",
                                                            disable=not progress or runtime == "torch")}
-        gauge = SpeedGauge(torch_device, torch_dtype, conditions.threads)
+        gauge = SpeedGauge(torch_device, torch_dtype, conditions.threads, min_run_time_s / rounds)
         timed = at_usual_speed(list(calls), lambda name: time_call(calls[name], conditions.threads,
                                                                    min_run_time_s / rounds),
                                rounds, gauge, progress=progress, desc="profiling", unit="entry", machine=machine)

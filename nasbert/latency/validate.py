@@ -4,7 +4,7 @@ Random students of the table's space (seeded; never the ones calibration was fit
 NasbertModel and timed end to end under the table's conditions. Reported for the raw sums and, when the
 table is calibrated, for the calibrated prediction: MAPE, max |error| %, share within +-10 %, Kendall tau.
 Each student's time is the median of rounds taken at the speed the machine had when the table was profiled
-(timings the speed gauge places in another phase are retimed; how many is reported). Figures from a
+(each timing scaled by the speed gauge read beside it; how far the gauge moved is reported). Figures from a
 busy machine are refused, not stored (see `nasbert.latency.machine`).
 """
 
@@ -35,7 +35,7 @@ def accuracy(predicted_ms: list[float], measured_ms: list[float]) -> dict[str, f
 @dataclass
 class Validation:
     archs: list[Arch]
-    measured_ms: list[float]  # per student, the median of its rounds at the machine's usual speed
+    measured_ms: list[float]  # per student, the median of its rounds scaled to the usual speed
     raw_ms: list[float]  # predicted: the table's sums
     calibrated_ms: list[float] | None  # predicted with the calibration (None: table not calibrated)
     seed: int
