@@ -5,7 +5,8 @@ repeated blocks of calls, the median per call and the interquartile range; on CU
 the device around every block, so asynchronous kernels are counted. Several rounds are taken, far apart
 in time, each between two readings of a speed gauge (a fixed stack of student layers) and scaled by them to
 the machine's usual speed, and their median kept, so a cloud VM's drift (slower or faster for seconds to
-minutes) lands neither in the table nor in a check of it. Search and export reuse `measure_model_ms` to re-measure winners, in the table's runtime.
+minutes) lands neither in the table nor in a check of it. Search and export reuse `measure_model_ms` to
+re-measure winners, in the table's runtime.
 
 Timings from a busy machine are refused, not stored: see `nasbert.latency.machine` (NASBERT_ALLOW_BUSY=1
 keeps them, with a warning, on a machine that is noisy by nature).
@@ -162,8 +163,9 @@ class UsualSpeed:
 def speed_note(report: dict[str, Any]) -> str:
     """The machine line of a `UsualSpeed.to_json()` report (as stored in a table's profile or calibration)."""
     low, high = report.get("gauge_range_factor") or (1.0, 1.0)
-    return (f"machine: the speed gauge read {low:.0%}-{high:.0%} of its usual time over {report.get('timings_count', 0)} "
-            f"timings, each scaled to the usual speed; scaled rounds of one item agree within "
+    return (f"machine: the speed gauge read {low:.0%}-{high:.0%} of its usual time over "
+            f"{report.get('timings_count', 0)} timings, each scaled to the usual speed; scaled rounds of one item "
+            f"agree within "
             f"{report.get('repeatability_percent', 0):.1f} % (median)")
 
 
