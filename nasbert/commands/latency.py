@@ -29,6 +29,7 @@ def _check_positive(args: argparse.Namespace) -> None:
 
 RUNTIME_NAMES = ("torch", "onnxruntime")  # nasbert.latency.runtimes.RUNTIMES (not imported: --help stays light)
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+STUDENT_ROUNDS = 5  # nasbert.latency.calibrate.STUDENT_ROUNDS (not imported, as above)
 
 
 def _runtime_arguments(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -57,12 +58,13 @@ def _condition_arguments(parser: argparse.ArgumentParser, defaults: bool) -> Non
                              "float32)")
 
 
-def _timing_arguments(parser: argparse.ArgumentParser, default_s: float) -> None:
+def _timing_arguments(parser: argparse.ArgumentParser, default_s: float, default_rounds: int = 3) -> None:
     parser.add_argument("--min-run-time", type=float, default=default_s,
                         help=f"seconds of timed runs per measurement (default {default_s})")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=default_rounds,
                         help="split the timed runs into this many rounds, far apart in time and each scaled to "
-                             "the machine's usual speed by a speed gauge, and keep their median (default 3)")
+                             f"the machine's usual speed by a speed gauge, and keep their median (default "
+                             f"{default_rounds})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -86,7 +88,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lut", required=True, help="the table to calibrate (updated in place)")
     p.add_argument("--samples", type=int, default=30, help="random students to measure (default 30)")
     p.add_argument("--seed", type=int, default=1, help="seed of the students (default 1; validate uses 0)")
-    _timing_arguments(p, 1.0)
+    _timing_arguments(p, 1.0, STUDENT_ROUNDS)
     p.set_defaults(latency_run=run_calibrate)
 
     p = _step(sub, "validate", "measure random students end to end and report the table's accuracy")
@@ -94,7 +96,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=30, help="random students to measure (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the students (default 0)")
     p.add_argument("--plot", help="predicted-vs-measured PNG (default: beside the table, <lut>.validation.png)")
-    _timing_arguments(p, 1.0)
+    _timing_arguments(p, 1.0, STUDENT_ROUNDS)
     p.set_defaults(latency_run=run_validate)
 
     p = _step(sub, "measure", "measure an exported student folder end to end")

@@ -38,6 +38,7 @@ from search_space import Arch, SearchSpace
 PLAUSIBLE_FACTORS = (0.5, 3.0)  # a family's factor outside this range is refused (see check_plausible)
 PRIOR_WEIGHT = 0.1  # strength of the pull towards the common factor / constant 0, per unit of relative error
 STUDENT_HEADS = ("pooler",)  # what NasbertModel runs after the encoder
+STUDENT_ROUNDS = 5  # whole students vary more between rounds than modules: 5 rounds, one outlier each way
 
 
 def sample_archs(space: SearchSpace, count: int, seed: int, exclude: Iterable[str] = ()) -> list[Arch]:
@@ -129,8 +130,8 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
     return calibration
 
 
-def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0, rounds: int = 3,
-              progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
+def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0,
+              rounds: int = STUDENT_ROUNDS, progress: bool = True, exclude: Iterable[str] = ()) -> Calibration:
     """Measure `samples` random students (seeded, none in `exclude`), fit, and store the fit in `table`.
 
     Refused, leaving `table` as it was, when the machine was busy or a factor is implausible."""

@@ -83,46 +83,40 @@ def typical(rounds: list[Entry]) -> Entry:
     return Entry(middle, nearest.iqr_ms, sum(e.runs_count for e in rounds))
 
 
-GAUGE_OPS, GAUGE_WIDTH, GAUGE_TOKENS = ("M", "F", "S5"), 256, 128  # one layer of each op family, (1, 128, 256)
-GAUGE_RUN_TIME_S = 0.05  # one reading (~1.5 ms a call at 2 threads here: ~30 calls)
+# A fixed student of the default space: every op and width, ~10 ms a call at 1 x 128 and 2 threads here.
+GAUGE_ARCH = "384:M,F,S5,I,I,I/256:M,F,S3,I,I,I/512:M,F,S7,I,I,I/192:M,F,I,I,I,I"
+GAUGE_RUN_TIME_S = 0.1  # one reading
 
 
 class SpeedGauge:
-    """Reads how fast the machine runs right now: the time of a fixed workload like the ones being timed.
+    """Reads how fast the machine runs right now: the time of a fixed student, timed like the students.
 
     A cloud VM's speed drifts: on this project's 2-core machine one student timed 29-38 ms within a minute and
     the same 30 students 15 % apart on average from one run to the next, while nothing else ran. A model's time
-    cannot tell such drift from its own cost, but a fixed workload timed next to it can. The workload is a stack
-    of student layers (attention, feed-forward, separable convolution at width 256 on a (1, 128, 256) hidden
-    state, seeded weights), the same in every process, so it slows down and speeds up with the students: timings
-    scaled by it repeated within ~2 % (coefficient of variation over 5 rounds of 30 students; ~7 % unscaled).
-    A cache-resident matmul, the gauge before, tracked the students poorly (correlation 0.3-0.5).
+    cannot tell such drift from its own cost, but a fixed workload timed next to it can. The workload is one
+    student (GAUGE_ARCH, seeded weights, batch 1 x 128 tokens), the same in every process, so it slows down and
+    speeds up with the students: 12 students timed 6 times each varied by 4.2 % (median coefficient of
+    variation) scaled by it, 9.4 % unscaled, 7.1 % scaled by a 3-layer stack and more by a cache-resident
+    matmul (the gauge before, which correlated 0.3-0.5 with student times).
     """
 
-    name = "layers {} at {} x {} tokens".format("+".join(GAUGE_OPS), GAUGE_WIDTH, GAUGE_TOKENS)
+    name = f"student {GAUGE_ARCH} at 1 x {128} tokens"
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  threads: int | None = None, timing_s: float = GAUGE_RUN_TIME_S):
-        from nasbert.modeling_nasbert import NasbertLayer
-        from nasbert.student import student_config
+        from nasbert.student import build_student
         from search_space import SearchSpace
 
         space = SearchSpace()
-        config = student_config(space, space.largest_arch())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            layers = [NasbertLayer(config, op, GAUGE_WIDTH) for op in GAUGE_OPS]
-            hidden = torch.randn(1, GAUGE_TOKENS, GAUGE_WIDTH)  # (1, T, w)
-        self.layers = nn.ModuleList(layers).eval().to(device, dtype)
-        self.hidden = hidden.to(device, dtype)
+            self.model = build_student(space, GAUGE_ARCH).eval().to(device, dtype)
+        self.inputs = model_inputs(space.vocab_size, 1, 128, device)
         # a reading lasts no longer than the timings it sits between
         self.threads, self.min_run_time_s = threads, min(GAUGE_RUN_TIME_S, timing_s)
 
     def _run(self) -> torch.Tensor:
-        x = self.hidden
-        for layer in self.layers:
-            x = layer(x, None, None)
-        return x
+        return self.model(**self.inputs).last_hidden_state
 
     def read_ms(self) -> float:
         return time_call(self._run, self.threads, self.min_run_time_s, warmup=2).median_ms

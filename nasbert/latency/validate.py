@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from nasbert.latency.calibrate import STUDENT_HEADS, measure_students, relative_errors_percent, sample_archs
+from nasbert.latency.calibrate import (
+    STUDENT_HEADS,
+    STUDENT_ROUNDS,
+    measure_students,
+    relative_errors_percent,
+    sample_archs,
+)
 from nasbert.latency.lut import LatencyTable
 from nasbert.latency.measure import UsualSpeed
 from search_space import Arch
@@ -69,8 +75,8 @@ def _rounded_list(values: list[float]) -> list[float]:
     return [round(x, 4) for x in values]
 
 
-def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time_s: float = 1.0, rounds: int = 3,
-             progress: bool = True) -> Validation:
+def validate(table: LatencyTable, samples: int = 30, seed: int = 0, min_run_time_s: float = 1.0,
+             rounds: int = STUDENT_ROUNDS, progress: bool = True) -> Validation:
     """Measure `samples` random students, disjoint from the calibration samples, against the predictions."""
     exclude = table.calibration.archs if table.calibration is not None else ()
     archs = sample_archs(table.space, samples, seed, exclude)
