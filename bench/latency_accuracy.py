@@ -1,6 +1,7 @@
 """How well the latency table predicts whole students: raw sums and calibrated, side by side.
 
     python bench/latency_accuracy.py [--threads 2] [--samples 30] [--calibration-samples 30] [--output DIR]
+                                     [--runtime torch|onnxruntime] [--precision fp32|int8]
 
 Profiles the default NAS-BERT space on this machine (batch 1 x seq 128 unless told otherwise), calibrates
 on random students of seed 1, validates on other random students of seed 0 (disjoint from the calibration
@@ -35,12 +36,15 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--samples", type=int, default=30, help="validation students")
     parser.add_argument("--calibration-samples", type=int, default=30)
+    parser.add_argument("--runtime", default="torch", help="the runtime the table is timed in (torch, onnxruntime)")
+    parser.add_argument("--precision", help="fp32 (default) or int8 (onnxruntime: dynamic INT8 quantization)")
     parser.add_argument("--output", help="folder for lut.json and the plot (default: a temporary folder)")
     args = parser.parse_args()
     output = Path(args.output or tempfile.mkdtemp(prefix="latency_accuracy_"))
 
     start = time.perf_counter()
-    table = profile_space(SearchSpace(), threads=args.threads, batch_size=args.batch_size, seq_len=args.seq_len)
+    table = profile_space(SearchSpace(), threads=args.threads, batch_size=args.batch_size, seq_len=args.seq_len,
+                          runtime=args.runtime, precision=args.precision)
     profile_s = time.perf_counter() - start
     print(f"profiled {len(table.entries())} entries of the default space in {profile_s:.1f} s "
           f"under {table.conditions.describe()}")
