@@ -15,6 +15,12 @@ from search_space import SearchSpace
 # refusal itself unset this; see nasbert/latency/machine.py).
 os.environ.setdefault("NASBERT_ALLOW_BUSY", "1")
 
+# Under pytest-xdist (`-n 2`, pyproject addopts) each worker gets one core: torch, and every subprocess a test
+# starts, run one thread, so two workers never fight over two cores (2 x 2 threads slowed a step 10x here).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def tiny_space() -> SearchSpace:
