@@ -15,7 +15,7 @@ import torch
 
 from nasbert.cli import main
 from nasbert.errors import UserError
-from nasbert.latency import LatencyTable, LatencyTableError, calibrate, profile_space
+from nasbert.latency import LatencyTable, LatencyTableError, calibrate, profile_space, runtimes
 from nasbert.latency.profile import _Layer
 from nasbert.latency.runtimes import RUNTIMES, OnnxRuntime, export_module, quantize_int8
 from nasbert.latency.students import arch_timer
@@ -58,9 +58,9 @@ def spy_prepare(monkeypatch):
     prepared = []
     real = OnnxRuntime.prepare
 
-    def prepare(self, module, inputs, precision, threads):
+    def prepare(self, module, inputs, precision, threads, keep_in=None):
         prepared.append((type(module).__name__, precision))
-        return real(self, module, inputs, precision, threads)
+        return real(self, module, inputs, precision, threads, keep_in)
 
     monkeypatch.setattr(OnnxRuntime, "prepare", prepare)
     return prepared
@@ -127,11 +127,16 @@ def test_search_refuses_a_table_of_another_runtime_and_measures_in_the_tables(sp
     assert set(spy_prepare) == {("NasbertModel", "int8")}  # the leader ran in onnxruntime, quantized
 
 
-def test_calibrate_times_the_students_in_the_tables_runtime(space, ort_tables, spy_prepare):
+def test_calibrate_times_the_students_in_the_tables_runtime(space, ort_tables, spy_prepare, monkeypatch):
+    exported = []
+    real_export = runtimes.export_module
+    monkeypatch.setattr(runtimes, "export_module", lambda *args: exported.append(args[2]) or real_export(*args))
     table = replace(ort_tables["int8"])
-    calibration = calibrate(table, samples=2, min_run_time_s=0.005, rounds=1, progress=False)
+    calibration = calibrate(table, samples=2, min_run_time_s=0.005, rounds=3, progress=False)
     assert len(calibration.archs) == 2 and table.calibration is calibration
-    assert set(spy_prepare) == {("NasbertModel", "int8")} and len(spy_prepare) >= 2  # (+ retimed ones)
+    assert spy_prepare == [("NasbertModel", "int8")] * 6  # 2 students x 3 rounds, each in onnxruntime int8
+    assert len(exported) == 2  # each student exported and quantized once, in its first round
+    assert not any(path.parent.exists() for path in exported)  # and its graphs removed at the end
 
 
 def test_a_table_without_runtime_keys_reads_as_torch_at_its_dtype(ort_tables, tmp_path):

@@ -13,7 +13,10 @@ so a family the samples barely vary (or contain) takes the common correction ins
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,8 +74,8 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
     reading, where it has one).
 
     The rounds are passes over all archs, so each student is timed at moments far apart; each timing builds
-    the student afresh (seeded; in onnxruntime, exported afresh), so 30 default-space students never sit in
-    memory together. Timings of
+    the student afresh (seeded), so 30 default-space students never sit in memory together; a runtime that
+    converts it (onnxruntime) does so once, in the first round, and keeps the graph on disk for the others. Timings of
     `what` ('a calibration') from a busy machine are refused (see `nasbert.latency.machine`).
     """
     cond = current_conditions(table)
@@ -82,15 +85,19 @@ def measure_students(table: LatencyTable, archs: Sequence[Arch], min_run_time_s:
     reference = gauge_reference_ms(table)
     inputs = model_inputs(table.space.vocab_size, cond.batch_size, cond.seq_len, device)
     runtime = get_runtime(cond.runtime)
+    converted = Path(tempfile.mkdtemp(prefix="nasbert-students-"))  # a runtime's graphs, one folder per student
 
     def time_student(n: int) -> Entry:
         torch.manual_seed(n)
         model = build_student(table.space, archs[n]).eval().to(device, dtype)
-        return time_call(runtime.prepare(model, inputs, cond.precision, cond.threads), cond.threads,
-                         min_run_time_s / rounds)
+        call = runtime.prepare(model, inputs, cond.precision, cond.threads, keep_in=converted / str(n))
+        return time_call(call, cond.threads, min_run_time_s / rounds)
 
-    timed = at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress, desc=desc,
-                           unit="student", machine=machine)
+    try:
+        timed = at_usual_speed(range(len(archs)), time_student, rounds, gauge, reference, progress=progress,
+                               desc=desc, unit="student", machine=machine)
+    finally:
+        shutil.rmtree(converted, ignore_errors=True)
     machine.require_steady(timed, what)
     return timed
 

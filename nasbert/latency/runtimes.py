@@ -70,8 +70,11 @@ class Runtime:
             raise UserError(f"the {self.name} runtime times {', '.join(self.precisions)}, not {precision}"
                             + (f"; pass --runtime {others[0]} for {precision}" if others else ""))
 
-    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int) -> Callable[[], object]:
-        """A call without arguments that runs `module` (eval mode, on its device) on `inputs` in this runtime."""
+    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int,
+                keep_in: Path | None = None) -> Callable[[], object]:
+        """A call without arguments that runs `module` (eval mode, on its device) on `inputs` in this runtime.
+        `keep_in`: a folder where a runtime that converts the module keeps the result, and reuses it when the same
+        (seeded) module is prepared again there, as each round of a student's timings does."""
         raise NotImplementedError
 
 
@@ -90,7 +93,8 @@ class TorchRuntime(Runtime):
             raise UserError(f"this {device} has no native {precision} arithmetic (torch would emulate it, which no one "
                             f"serves with); time {precision} where the device has it, or use fp32")
 
-    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int) -> Callable[[], object]:
+    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int,
+                keep_in: Path | None = None) -> Callable[[], object]:
         module = module.eval()
         if isinstance(inputs, Mapping):
             return lambda: module(**inputs)
@@ -138,12 +142,18 @@ class OnnxRuntime(Runtime):
             raise UserError(f"onnxruntime tables are timed on the cpu (CPUExecutionProvider), not {device}; "
                             "pass --device cpu, or --runtime torch for a GPU table")
 
-    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int) -> Callable[[], object]:
+    def prepare(self, module: nn.Module, inputs: Inputs, precision: str, threads: int,
+                keep_in: Path | None = None) -> Callable[[], object]:
         self._onnxruntime()
-        with tempfile.TemporaryDirectory(prefix="nasbert-ort-") as folder:
-            path = export_module(module, inputs, Path(folder) / "module.onnx")
-            if precision == "int8":
-                path = quantize_int8(path, Path(folder) / "module.int8.onnx")
+        with contextlib.ExitStack() as stack:
+            folder = keep_in or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nasbert-ort-")))
+            path = folder / f"module.{precision}.onnx"
+            if not path.exists():  # exporting and quantizing take seconds, far longer than a timing
+                folder.mkdir(parents=True, exist_ok=True)
+                if precision == "int8":
+                    quantize_int8(export_module(module, inputs, folder / "module.onnx"), path)
+                else:
+                    export_module(module, inputs, path)
             session = ort_session(path, threads)
         # The exporter drops inputs the graph never reads (an all-ones mask the model skips); feed the rest.
         names, tensors = _positional(inputs)
