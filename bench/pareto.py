@@ -13,7 +13,7 @@ continue; every command it runs is printed first):
  2. latency table + calibration on this machine; the teacher's latency measured the same way; the budgets are
     --fractions (1/2, 1/4, 1/8) of it
  3. `nasbert search` per budget (its winner measured within the budget; a budget nothing fits is reported)
- 4. `nasbert export` of every winner (--searched-init, default supernet) with the refinement R
+ 4. `nasbert export` of every winner (--searched-init: etd-impt; more inits add ablation rows), refinement R
  5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
     width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
     compared, with the sentence why)
@@ -25,7 +25,8 @@ continue; every command it runs is printed first):
 
 What was shortened to fit about 3 hours on the 2-core machine (an estimate from the pipeline benchmark's stage
 times, not yet measured): the supernet of bench/pipeline.py is reused (--supernet), each fine-tune sees
---finetune-train-samples 2,000 rows for 1 epoch (the pipeline used 4,000), refinement is 200 steps.
+--finetune-train-samples 2,000 rows for 1 epoch (the pipeline used 4,000), refinement is 200 steps; the README
+gives the flags of the measured run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ TASKS = {"sst2": {"metric": "accuracy", "flags": []},
          "stsb": {"metric": "pearson", "flags": ["--label-column", "score", "--text-columns", "sentence1",
                                                  "sentence2"]}}
 WINDOW = 0.9  # a compared model measures in [0.9, 1.0] x its budget
+SEARCHED_INITS = ("etd-impt", "supernet", "etd-rand")  # export --init choices for a searched winner
 
 
 def default_teacher() -> str:
@@ -114,15 +116,18 @@ def settings(args: argparse.Namespace) -> dict:
                 "compare": ["--max-steps", "3", "--batch-size", "8", "--lr", "1e-3", "--latency-rounds", "1",
                             "--latency-min-run-time", "0.05"]}
     steps = args.supernet_steps
-    return {"supernet": ["--batch-size", "32", "--max-steps", str(steps), "--lr", "5e-4", "--warmup-steps", "50",
+    return {"supernet": ["--seq-len", str(args.seq_len), "--batch-size", "32", "--max-steps", str(steps), "--lr",
+                         "5e-4", "--warmup-steps", "50",
                          "--eval-every", str(steps // 4), "--save-every", "100", "--shrink", "--shrink-warmup-steps",
                          str(steps // 3), "--shrink-every", str(max(1, steps // 6)), "--shrink-candidates", "100",
                          "--shrink-keep", "5", "--shrink-dev-batches", "2", "--max-validation-sequences", "128"],
             "profile": [], "calibrate": ["--samples", "20"], "search": ["--top-k", "20"],
-            "refine": ["--refine-steps", str(args.refine_steps), "--refine-batch-size", "32", "--save-every", "50"],
+            "refine": ["--refine-steps", str(args.refine_steps), "--refine-batch-size", str(args.refine_batch_size),
+                       "--refine-seq-len", str(args.seq_len), "--save-every", "50"],
             "baselines": [],
             "compare": ["--max-train-samples", str(args.finetune_train_samples), "--epochs",
-                        str(args.finetune_epochs), "--lr", "1e-4", "--teacher-lr", "5e-5"]}
+                        str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--teacher-lr", "5e-5",
+                        "--max-seq-len", str(args.finetune_seq_len)]}
 
 
 def main() -> None:
@@ -133,11 +138,17 @@ def main() -> None:
     parser.add_argument("--supernet", help="a trained supernet run to use instead of training one in "
                         "WORKDIR/supernet (e.g. bench_runs/pipeline/supernet)")
     parser.add_argument("--supernet-steps", type=int, default=600)
+    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence in supernet training and "
+                        "refinement (latency is always timed at the table's 128)")
     parser.add_argument("--refine-steps", type=int, default=200)
-    parser.add_argument("--searched-init", default="supernet", choices=("supernet", "etd-impt", "etd-rand"),
-                        help="how the searched winners inherit (the baselines' inits are their families')")
+    parser.add_argument("--refine-batch-size", type=int, default=32)
+    parser.add_argument("--searched-init", nargs="+", default=["etd-impt"], choices=SEARCHED_INITS,
+                        help="how the searched winners inherit (the baselines' inits are their families'); the "
+                             "first is the headline, each other one an ablation row beside it")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=1.0)
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
+    parser.add_argument("--finetune-seq-len", type=int, default=128)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--recipe", default=None, help="distil the students with this `nasbert distill` recipe")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125])
@@ -198,13 +209,14 @@ def main() -> None:
             if code != 0:
                 log.setdefault("infeasible", {})[f"{fraction:g}"] = f"search found no student measuring within {budget}"
                 continue
-        student = work / "searched" / f"searched-{fraction:g}"
-        if not (student / "config.json").exists():
-            resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
-            call(f"export searched 1/{1 / fraction:g}", ["export", str(sn), "--search", str(result), "--init",
-                                                         args.searched_init, "--lut", str(lut), "--output",
-                                                         str(student), *refine, *resume], log)
-        searched.append(str(student))
+        for init in args.searched_init:  # the folder's name names its row: searched-INIT-FRACTION
+            student = work / "searched" / f"searched-{init}-{fraction:g}"
+            if not (student / "config.json").exists():
+                resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
+                call(f"export searched {init} 1/{1 / fraction:g}",
+                     ["export", str(sn), "--search", str(result), "--init", init, "--lut", str(lut), "--output",
+                      str(student), *refine, *resume], log)
+            searched.append(str(student))
     log_file.write_text(json.dumps(log, indent=1))
 
     # 5. the baseline families at the same budgets, with the same refinement
@@ -250,7 +262,7 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
                 inside = "yes" if WINDOW <= share <= 1.0 else "no"
                 lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {m['name']} | {m['measured_ms']:.3f} "
                              f"({share:.2f}) | {_score(m)} | {inside} |")
-            verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows)
+            verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows, args.searched_init)
         lines.append("")
     lines += ["## acceptance (searched mean at or above every family's; margin over the best family)", ""]
     lines += [f"- {key}: {text}" for key, text in verdicts.items()]
@@ -262,15 +274,21 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
     print("\n" + text)
 
 
-def verdict(rows: list[dict]) -> str:
-    searched = [m for m in rows if m["family"] == "searched"]
+def verdict(rows: list[dict], inits: list[str]) -> str:
+    """The headline init's searched student against the best family; the other inits' margins after it."""
     families = [m for m in rows if m["family"] not in ("searched", "teacher")]
-    if not searched or not families:
+    by_init = {init: m for init in inits for m in rows
+               if m["family"] == "searched" and m["name"].startswith(f"searched-{init}-")}
+    if not by_init or not families:
         return "nothing to compare at this budget"
     best = max(families, key=lambda m: m["mean"])
-    margin = searched[0]["mean"] - best["mean"]
-    return (f"searched {searched[0]['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
-            f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} (margin {margin:+.4f})")
+    texts = []
+    for init, m in by_init.items():
+        margin = m["mean"] - best["mean"]
+        texts.append(f"searched ({init}) {m['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
+                     f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} "
+                     f"(margin {margin:+.4f})")
+    return "; ".join(texts)
 
 
 def _score(m: dict) -> str:
