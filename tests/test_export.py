@@ -93,6 +93,22 @@ def test_supernet_init_reproduces_the_supernet_chain(run, tmp_path):
     assert (chain - out).abs().max() <= 1e-5
 
 
+def test_hybrid_init_takes_teacher_layers_by_importance_and_the_supernets_convolutions(run, tmp_path):
+    loaded = load_run(run["run"])
+    states = {}
+    for init in ("hybrid", "etd-impt", "supernet"):
+        (folder,) = export_students(loaded, [ExportRequest(init, Arch.parse(ARCH))], tmp_path / init,
+                                    ExportOptions(init=init, measure=False))
+        states[init] = NasbertForMaskedLM.from_pretrained(folder).nasbert.encoder.state_dict()
+    convolutions = ("blocks.0.layers.2.", "blocks.1.layers.2.")  # S3 and S5 in ARCH; the others are M and F
+    for key, value in states["hybrid"].items():
+        source = "supernet" if key.startswith(convolutions) else "etd-impt"
+        assert torch.equal(value, states[source][key]), key
+    assert any(key.startswith(convolutions) for key in states["hybrid"])
+    assert not torch.equal(states["etd-impt"]["blocks.0.layers.2.op.depthwise.weight"],
+                           states["supernet"]["blocks.0.layers.2.op.depthwise.weight"])
+
+
 def _refine_losses(recipe_dir) -> dict[int, float]:
     rows = [json.loads(line) for line in (recipe_dir / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["losses"]["a"]["total"] for r in rows}

@@ -12,7 +12,7 @@ from nasbert.common.losses import REFINE_LOSSES
 from nasbert.errors import UserError
 from nasbert.train_supernet.config import check_numbers
 
-INITS = ("supernet", "etd-impt", "etd-rand", "teacher-layers", "scratch")  # how an exported student's weights start
+INITS = ("supernet", "etd-impt", "etd-rand", "hybrid", "teacher-layers", "scratch")  # how a student's weights start
 LOSSES = tuple(REFINE_LOSSES)  # the built-in refinement losses (the default); validation reads the live registry
 # What an export --resume may change without changing the refinement it continues.
 RESUMABLE_CHANGES = {"save_every", "keep_checkpoints", "log_every", "resume", "device", "output"}
@@ -72,7 +72,8 @@ class ExportOptions:
 
     init: str = field(default="supernet", metadata={
         "choices": INITS, "help": "how the student's weights start: supernet (exact extraction), etd-impt / etd-rand "
-                                  "(the teacher's layers by importance / at random), teacher-layers (whole teacher "
+                                  "(the teacher's layers by importance / at random), hybrid (etd-impt's M and F "
+                                  "layers, the supernet's other ops: convolutions), teacher-layers (whole teacher "
                                   "layers, one per M,F pair, no pruning: exact at the teacher's width) or scratch"})
     teacher_layers: list[int] | None = field(default=None, metadata={
         "metavar": "LAYER", "help": "with --init teacher-layers: the teacher layers (0-based, increasing) the "
@@ -92,7 +93,7 @@ class ExportOptions:
                 "record its cosine similarity to the fp32 graph on real text"})
     measure: bool = field(default=True, metadata={"help": "skip measuring the student's latency"})
     importance_batches: int = field(default=4, metadata={
-        "help": "batches of 8 dev sequences that score the teacher's heads and neurons (etd-impt, or a reduced "
+        "help": "batches of 8 dev sequences that score the teacher's heads and neurons (etd-impt, hybrid, or a reduced "
                 "--embedding-size)"})
     seed: int = field(default=0, metadata={
         "help": "seed of the random parts (S ops, scratch, adapters) and of the refinement: exports are "

@@ -8,6 +8,9 @@
              feed-forward (its 4w most important neurons); every block keeps the teacher's first w hidden
              dimensions by importance, so consecutive blocks share leading dimensions and the projections start as
              selections. Ops without a rule (S) have no teacher counterpart and start at random.
+- hybrid:    etd-impt, but the ops without a teacher counterpart (S) come from the supernet instead of random.
+             The supernet was ETD-Impt initialised with the same order, so its width-w slices started on the same
+             leading dims the ETD student keeps; the convolutions are what block-wise distillation trained there.
 - teacher-layers: whole teacher layers, no pruning (DistilBERT-style depth pruning): pair p of a block's ops
              (M,F) copies teacher layer `teacher_layers` names for it (default: evenly spaced in the block's share
              of the teacher), in the teacher's own order of heads, neurons and dimensions. At the teacher's width
@@ -135,12 +138,14 @@ def build_inherited_student(init: str, space: SearchSpace, arch: Arch | str, tea
     model = NasbertForMaskedLM(config)
     if init == "scratch":
         return model
-    if init == "supernet" and supernet is None:
-        raise UserError("--init supernet needs a trained supernet run")
-    if init.startswith("etd") and order is None:
+    if init in ("supernet", "hybrid") and supernet is None:
+        raise UserError(f"--init {init} needs a trained supernet run")
+    if (init.startswith("etd") or init == "hybrid") and order is None:
         raise ValueError("ETD init needs an importance (or random) order")
     dims = torch.arange(e) if parts.projection is not None else embedding_dims(order, hidden, e)
     state = supernet.export_state(arch) if init == "supernet" else _etd_state(space, arch, teacher, order, layer_map)
+    if init == "hybrid":
+        state.update(_untaught_layers(supernet.export_state(arch), arch))
     state.update(_embedding_state(parts, dims, space))
     state.update(_first_projection(state, init, arch, order, parts, dims))
     missing = set(state) - set(model.nasbert.state_dict())
@@ -218,6 +223,13 @@ def _etd_state(space: SearchSpace, arch: Arch, teacher: Teacher, order: Importan
     return {f"encoder.{k}": v.clone() for k, v in student.state_dict().items()}
 
 
+def _untaught_layers(supernet_state: dict[str, torch.Tensor], arch: Arch) -> dict[str, torch.Tensor]:
+    """The supernet's weights (op and LayerNorm) of every layer whose op has no teacher counterpart (hybrid)."""
+    prefixes = tuple(f"encoder.blocks.{n}.layers.{j}." for n, block in enumerate(arch)
+                     for j, op in enumerate(block.active_ops) if teacher_copy(op) is None)
+    return {key: value for key, value in supernet_state.items() if prefixes and key.startswith(prefixes)}
+
+
 def _inherit_mlm_head(model: NasbertForMaskedLM, head: TeacherMLMHead | None, dims: torch.Tensor) -> None:
     """From the teacher's MLM head: transform rows and LayerNorm at the kept dims, decoder bias as is."""
     if head is None:
@@ -239,7 +251,7 @@ def initial_adapters(init: str, space: SearchSpace, arch: Arch, supernet: Supern
         if init == "supernet" and supernet is not None:
             adapter.weight.copy_(supernet.blocks[n].out_proj.weight[:, :w])
             adapter.bias.copy_(supernet.blocks[n].out_proj.bias)
-        elif (init.startswith("etd") or init == "teacher-layers") and order is not None:
+        elif (init.startswith("etd") or init in ("hybrid", "teacher-layers")) and order is not None:
             adapter.weight.zero_()
             adapter.weight[order.hidden[:w], torch.arange(w)] = 1.0
             adapter.bias.zero_()

@@ -161,14 +161,15 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     orders = {}
     if "etd-rand" in inits:
         orders["etd-rand"] = random_order(teacher, run.config.seed)
-    if "etd-impt" in inits or ("supernet" in inits and e != space.hidden_size):
+    if inits & {"etd-impt", "hybrid"} or ("supernet" in inits and e != space.hidden_size):
         ids = run.dev_ids[: options.importance_batches * 8].to(run.device)
         orders["etd-impt"] = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id,
                                               run.config.seed)
     orders["supernet"] = orders.get("etd-impt")  # for a reduced embedding size
+    orders["hybrid"] = orders.get("etd-impt")
     if "teacher-layers" in inits:
         orders["teacher-layers"] = teacher_order(teacher)
-    supernet = run.supernet if "supernet" in inits else None
+    supernet = run.supernet if inits & {"supernet", "hybrid"} else None
     torch.manual_seed(options.seed)
     students, adapters = {}, {}
     for request in requests:
