@@ -48,7 +48,7 @@ TASKS = {"sst2": {"metric": "accuracy", "flags": []},
          "stsb": {"metric": "pearson", "flags": ["--label-column", "score", "--text-columns", "sentence1",
                                                  "sentence2"]}}
 WINDOW = 0.9  # a compared model measures in [0.9, 1.0] x its budget
-SEARCHED_INITS = ("etd-impt", "supernet", "etd-rand")  # export --init choices for a searched winner
+SEARCHED_INITS = ("etd-impt", "hybrid", "supernet", "etd-rand")  # export --init choices for a searched winner
 
 
 def default_teacher() -> str:
