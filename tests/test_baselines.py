@@ -116,6 +116,19 @@ def test_when_every_member_measured_is_over_the_prediction_is_tightened():
     assert choice.chosen is members[3] and choice.chosen.measured_ms == pytest.approx(9.68)
 
 
+def test_when_members_measure_under_the_window_those_predicted_over_the_budget_are_timed():
+    members = _members([12.0, 11.0, 9.5, 8.0, 13.0])  # 13.0 is beyond SLACK x the budget: never timed
+    timed = []
+
+    def time_arch(arch: str) -> float:  # the table over-predicts this family by 15 %: 11.0 -> 9.35
+        timed.append(arch)
+        return 0.85 * next(m.predicted_ms for m in members if m.arch == arch)
+
+    choice = choose("uniform", members, 10.0, time_arch, count=1)
+    assert choice.chosen is members[1] and choice.chosen.measured_ms == pytest.approx(9.35)
+    assert timed == [members[2].arch, members[1].arch]
+
+
 def test_a_budget_between_two_members_gets_one_sentence_naming_the_closest():
     members = _members([9.9, 6.0])
     measured = {m.arch: ms for m, ms in zip(members, [10.5, 6.3])}

@@ -1,12 +1,13 @@
 """Pick, per budget, the member of a family that measures within 10 % under the budget.
 
-Members are priced by the latency table; those predicted within the budget are measured end to end, largest
-prediction first, a few at a time (`count`). The largest predicted one that measures in [0.9, 1.0] x budget wins.
-When every one measured is over the budget, the table is trusted less by how much they were over (as
-`nasbert search` does, `confirm_by_measurement`) and the next few under the tightened prediction are measured; when
-the members measured straddle the window (one over, the next one under 0.9 x), or nothing is left, no member fits
-and the choice says so in one sentence naming the closest one. Without a timer (a table for another machine) the
-prediction stands in for the measurement.
+Members are priced by the latency table. With a timer, those predicted up to SLACK x the budget are worth timing
+(a table can be that far off for one family: it prices ops summed, a family is one shape of student). They are
+timed end to end a few at a time (`count`): first the largest predicted inside the window, then those whose
+prediction, corrected by the median measured / predicted ratio so far, is nearest the window's middle, among the
+members between the slowest one measured too fast and the fastest one measured over the budget. The largest
+predicted one that measures in [0.9, 1.0] x budget wins. When nothing is left between a member measured too fast
+and one measured over, or the rounds run out, no member fits and the choice says so in one sentence naming the
+closest one. Without a timer (a table for another machine) the prediction stands in for the measurement.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from nasbert.baselines.registry import Member
 
 WINDOW = 0.9  # a baseline measures in [WINDOW, 1] x its budget
+SLACK = 1.25  # with a timer, members predicted up to SLACK x the budget may still measure under it
 
 
 @dataclass
@@ -46,7 +48,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
     """The member of `members` (one family, priced) to compare at `budget_ms`; see the module docstring.
     `unmeasured` says why, when `time_arch` is None."""
     fitting = sorted((m for m in members if m.predicted_ms <= budget_ms), key=lambda m: -m.predicted_ms)
-    if not fitting:
+    if not fitting and (time_arch is None or min(m.predicted_ms for m in members) > SLACK * budget_ms):
         smallest = min(members, key=lambda m: m.predicted_ms)
         return Choice(family, budget_ms, None, f"no {family} student is predicted within {budget_ms:.3f} ms: the "
                       f"smallest, {smallest.arch}, is predicted {smallest.predicted_ms:.3f} ms", smallest)
@@ -59,10 +61,11 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
         return Choice(family, budget_ms, None, f"no {family} student is predicted within 10 % under {budget_ms:.3f} "
                       f"ms: the closest, {best.arch}, is predicted {best.predicted_ms:.3f} ms ({share:.2f} x the "
                       "budget)", best)
+    reachable = [m for m in members if m.predicted_ms <= SLACK * budget_ms]
     measured: list[Priced] = []
-    limit = budget_ms
+    ratio = 1.0  # measured / predicted over the members timed so far (median)
     for _ in range(tightenings + 1):
-        batch = [m for m in fitting if m.predicted_ms <= limit and m.measured_ms is None][:count]
+        batch = _next_to_time(reachable, measured, ratio, budget_ms, count)
         if not batch:
             break
         for m in batch:
@@ -74,11 +77,26 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
             share = best.measured_ms / budget_ms
             return Choice(family, budget_ms, best, f"measured {best.measured_ms:.3f} ms ({share:.2f} x the budget), "
                           f"predicted {best.predicted_ms:.3f} ms")
-        if any(m.measured_ms < WINDOW * budget_ms for m in batch):
-            break  # the rest are smaller still: the window lies between two members
-        over = statistics.median(m.measured_ms / m.predicted_ms for m in measured)
-        limit = min(limit, budget_ms / over) * 0.995
+        ratio = statistics.median(m.measured_ms / m.predicted_ms for m in measured)
     closest = min(measured, key=lambda m: (m.measured_ms > budget_ms, abs(m.measured_ms - budget_ms)))
     return Choice(family, budget_ms, None, f"no {family} student measured within 10 % under the {budget_ms:.3f} ms "
                   f"budget: the closest, {closest.arch}, measured {closest.measured_ms:.3f} ms "
                   f"({closest.measured_ms / budget_ms:.2f} x the budget)", closest)
+
+
+def _next_to_time(members: list[Priced], measured: list[Priced], ratio: float, budget_ms: float,
+                  count: int) -> list[Priced]:
+    """Up to `count` untimed members worth timing next: only those predicted between the slowest member measured
+    under the window and the fastest measured over the budget; inside the window by corrected prediction (largest
+    first), then nearest its middle."""
+    low = max((m.predicted_ms for m in measured if m.measured_ms < WINDOW * budget_ms), default=float("-inf"))
+    high = min((m.predicted_ms for m in measured if m.measured_ms > budget_ms), default=float("inf"))
+    left = [m for m in members if m.measured_ms is None and low < m.predicted_ms < high]
+    middle = (1 + WINDOW) / 2 * budget_ms
+
+    def order(m: Priced) -> tuple[bool, float]:
+        corrected = m.predicted_ms * ratio
+        inside = WINDOW * budget_ms <= corrected <= budget_ms
+        return (not inside, -m.predicted_ms if inside else abs(corrected - middle))
+
+    return sorted(left, key=order)[:count]

@@ -34,7 +34,8 @@ class BaselinesConfig:
     measure_top: int = field(default=3, metadata={
         "help": "members measured end to end at a time, largest prediction first (0: trust the table)"})
     tightenings: int = field(default=4, metadata={
-        "help": "times the prediction is tightened when every member measured is over the budget"})
+        "help": "times the prediction is corrected by the members measured so far (up or down) and the next "
+                "ones are timed"})
     min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per member measured"})
     rounds: int = field(default=3, metadata={"help": "rounds each member is timed in (the median is kept)"})
     keep_closest: bool = field(default=False, metadata={
