@@ -17,6 +17,8 @@ continue; every command it runs is printed first):
  5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
     width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
     compared, with the sentence why)
+ 5b. a reference at its own latency: DistilBERT's initialisation (every other teacher layer, whole), refined
+    like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
     students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side
  7. pareto.md / pareto.json: per task and budget, each family's mean [range], its measured ms and whether it is
@@ -225,11 +227,16 @@ def main() -> None:
                        str(baselines), *flags["baselines"], *(["--keep-closest"] if args.keep_closest else []),
                        *refine], log)
 
+    # 5b. DistilBERT's own recipe at its own latency, whatever the budgets: every other teacher layer, whole
+    reference = distilbert_reference(teacher, sn, work, refine, log)
+    log_file.write_text(json.dumps(log, indent=1))
+
     # 6. every model and the teacher on each task, alike, timed side by side
     recipe = ["--recipe", args.recipe] if args.recipe else []
+    students = searched + reference
     for task in args.tasks:
         data = Path(tasks[task])
-        call(f"compare {task}", ["compare", *(["--students", *searched] if searched else []), "--baselines",
+        call(f"compare {task}", ["compare", *(["--students", *students] if students else []), "--baselines",
                                  str(baselines), "--teacher", teacher, "--train-file", str(data / "train.tsv"),
                                  "--validation-file", str(data / "dev.tsv"), "--output", str(work / f"compare-{task}"),
                                  "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
@@ -238,6 +245,33 @@ def main() -> None:
 
     # 7. the table and the acceptance check
     summary(work, args, log, budgets)
+
+
+def distilbert_reference(teacher: str, sn: Path, work: Path, refine: list[str], log: dict) -> list[str]:
+    """`depth-every-other-layer`: the teacher's layers 0, 2, 4, ... copied whole (DistilBERT's initialisation),
+    refined like every student; a reference row at its own measured latency (none where the space's blocks cannot
+    hold it: the teacher's width missing, or a block left without a layer)."""
+    from transformers import AutoConfig
+
+    from nasbert.baselines.depth import evenly_spaced
+    from nasbert.baselines.registry import pairs_arch
+    from nasbert.commands.base import load_space
+
+    space = load_space(str(sn))
+    total = AutoConfig.from_pretrained(teacher).num_hidden_layers
+    layers = evenly_spaced(total, total // 2)
+    per_block = total // space.num_blocks
+    counts = [sum(n * per_block <= t < (n + 1) * per_block for t in layers) for n in range(space.num_blocks)]
+    if space.hidden_size not in space.widths or min(counts) == 0 or 2 * max(counts) > space.layers_per_block:
+        return []
+    folder = work / "reference" / "depth-every-other-layer"
+    if not (folder / "config.json").exists():
+        resume = ["--resume"] if Path(str(folder) + ".refine").exists() else []
+        call("export reference depth-every-other-layer",
+             ["export", str(sn), "--arch", str(pairs_arch(space, space.hidden_size, counts)), "--init",
+              "teacher-layers", "--teacher-layers", *map(str, layers), "--lut", str(work / "lut.json"), "--output",
+              str(folder), *refine, *resume], log)
+    return [str(folder)]
 
 
 def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> None:
@@ -263,6 +297,10 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
                 lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {m['name']} | {m['measured_ms']:.3f} "
                              f"({share:.2f}) | {_score(m)} | {inside} |")
             verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows, args.searched_init)
+        for m in (m for m in compared["models"] if m["family"] == "student"):  # references at their own latency
+            share = m["measured_ms"] / teacher["measured_ms"]
+            lines.append(f"| - | reference | {m['name']} | {m['measured_ms']:.3f} ({share:.2f} x teacher) | "
+                         f"{_score(m)} | - |")
         lines.append("")
     lines += ["## acceptance (searched mean at or above every family's; margin over the best family)", ""]
     lines += [f"- {key}: {text}" for key, text in verdicts.items()]
