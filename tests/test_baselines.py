@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_assets import WORDS, make_corpus, make_tiny_teacher
 
-from nasbert.baselines.choose import Priced, choose
+from nasbert.baselines.choose import SLACK, Priced, choose
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
 from nasbert.cli import main
@@ -80,7 +80,7 @@ def test_every_family_proposes_members_of_the_space_with_its_init(tiny):
 
 
 def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
-    """Prediction within the budget; measured within 10 % under it, or the sentence that says none is."""
+    """Measured within 10 % under the budget (predicted at most SLACK x it), or the sentence that says none is."""
     lut = LatencyTable.load(tiny["lut"])
     timer = arch_timer(lut, min_run_time_s=0.01, rounds=1)  # refused unless the table was made on this machine
     priced = {family: _priced(family, tiny["space"], lut) for family in FAMILIES}
@@ -88,7 +88,7 @@ def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
     for family, members in priced.items():
         choice = choose(family, members, budget, timer, count=2, tightenings=1)
         if choice.chosen is not None:
-            assert choice.chosen.predicted_ms <= budget
+            assert choice.chosen.predicted_ms <= SLACK * budget
             assert 0.9 * budget <= choice.chosen.measured_ms <= budget, choice.note
             assert choice.note.startswith("measured ")
         else:
