@@ -51,6 +51,15 @@ TASKS = {"sst2": {"metric": "accuracy", "flags": []},
                                                  "sentence2"]}}
 WINDOW = 0.9  # a compared model measures in [0.9, 1.0] x its budget
 SEARCHED_INITS = ("etd-impt", "hybrid", "supernet", "etd-rand")  # export --init choices for a searched winner
+EXTRACT_ONLY = ":extract-only"  # a --searched-init suffix: that init without the refinement (AutoDistil's question)
+
+
+def searched_variant(text: str) -> str:
+    """A --searched-init value: INIT or INIT:extract-only."""
+    if text.removesuffix(EXTRACT_ONLY) not in SEARCHED_INITS:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(SEARCHED_INITS)}, optionally with "
+                                         f"{EXTRACT_ONLY}")
+    return text
 
 
 def default_teacher() -> str:
@@ -144,9 +153,10 @@ def main() -> None:
                         "refinement (latency is always timed at the table's 128)")
     parser.add_argument("--refine-steps", type=int, default=200)
     parser.add_argument("--refine-batch-size", type=int, default=32)
-    parser.add_argument("--searched-init", nargs="+", default=["etd-impt"], choices=SEARCHED_INITS,
+    parser.add_argument("--searched-init", nargs="+", default=["etd-impt"], type=searched_variant,
                         help="how the searched winners inherit (the baselines' inits are their families'); the "
-                             "first is the headline, each other one an ablation row beside it")
+                             f"first is the headline, each other one an ablation row beside it; INIT{EXTRACT_ONLY} "
+                             "exports without the refinement")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=1.0)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
@@ -211,13 +221,14 @@ def main() -> None:
             if code != 0:
                 log.setdefault("infeasible", {})[f"{fraction:g}"] = f"search found no student measuring within {budget}"
                 continue
-        for init in args.searched_init:  # the folder's name names its row: searched-INIT-FRACTION
-            student = work / "searched" / f"searched-{init}-{fraction:g}"
+        for variant in args.searched_init:  # the folder's name names its row: searched-VARIANT-FRACTION
+            student = work / "searched" / f"searched-{variant.replace(':', '-')}-{fraction:g}"
+            refined = [] if variant.endswith(EXTRACT_ONLY) else refine
             if not (student / "config.json").exists():
                 resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
-                call(f"export searched {init} 1/{1 / fraction:g}",
-                     ["export", str(sn), "--search", str(result), "--init", init, "--lut", str(lut), "--output",
-                      str(student), *refine, *resume], log)
+                call(f"export searched {variant} 1/{1 / fraction:g}",
+                     ["export", str(sn), "--search", str(result), "--init", variant.removesuffix(EXTRACT_ONLY),
+                      "--lut", str(lut), "--output", str(student), *refined, *resume], log)
             searched.append(str(student))
     log_file.write_text(json.dumps(log, indent=1))
 
@@ -316,7 +327,7 @@ def verdict(rows: list[dict], inits: list[str]) -> str:
     """The headline init's searched student against the best family; the other inits' margins after it."""
     families = [m for m in rows if m["family"] not in ("searched", "teacher")]
     by_init = {init: m for init in inits for m in rows
-               if m["family"] == "searched" and m["name"].startswith(f"searched-{init}-")}
+               if m["family"] == "searched" and m["name"].rsplit("-", 1)[0] == f"searched-{init.replace(':', '-')}"}
     if not by_init or not families:
         return "nothing to compare at this budget"
     best = max(families, key=lambda m: m["mean"])
