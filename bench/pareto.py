@@ -12,8 +12,11 @@ continue; every command it runs is printed first):
  1. the supernet: train-supernet with progressive shrinking (ETD-Impt init), or a trained one (--supernet)
  2. latency table + calibration on this machine; the teacher's latency measured the same way; the budgets are
     --fractions (1/2, 1/4, 1/8) of it
- 3. `nasbert search` per budget (its winner measured within the budget; a budget nothing fits is reported)
- 4. `nasbert export` of every winner (--searched-init: etd-impt; more inits add ablation rows), refinement R
+ 3. `nasbert search` per budget (its winner measured within the budget; a budget nothing fits is reported);
+    --op-families M F searches only students of those ops
+ 4. `nasbert export` of every winner with each --searched-init (default etd-impt; INIT:extract-only skips the
+    refinement), refinement R; every searched student in WORKDIR/searched is compared, so a second run with other
+    settings adds ablation rows beside the first one's
  5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
     width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
     compared, with the sentence why)
@@ -154,9 +157,11 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=200)
     parser.add_argument("--refine-batch-size", type=int, default=32)
     parser.add_argument("--searched-init", nargs="+", default=["etd-impt"], type=searched_variant,
-                        help="how the searched winners inherit (the baselines' inits are their families'); the "
-                             f"first is the headline, each other one an ablation row beside it; INIT{EXTRACT_ONLY} "
-                             "exports without the refinement")
+                        help="how the searched winners inherit (the baselines' inits are their families'), each "
+                             f"a row (searched-INIT-FRACTION); INIT{EXTRACT_ONLY} exports without the refinement")
+    parser.add_argument("--op-families", nargs="+", help="search only students of these op families (`nasbert "
+                        "search --op-families`, e.g. M F); its rows are searched-MF-INIT-FRACTION. Every searched "
+                        "student in WORKDIR/searched joins the comparison, so runs with other settings add rows")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=1.0)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
@@ -211,26 +216,29 @@ def main() -> None:
 
     # 3-4. search and export the winner of each budget, with the refinement every student gets
     refine = [*flags["refine"], "--train-file", train_text]
-    searched = []
+    families = "".join(args.op_families or [])  # a restricted search's files and rows carry its families
+    tag = f"{families}-" if families else ""
     for fraction, budget in budgets.items():
-        result = work / f"search-{fraction:g}.json"
+        result = work / f"search-{tag}{fraction:g}.json"
         if not result.exists():
-            code = call(f"search 1/{1 / fraction:g}", ["search", str(sn), "--latency-budget", budget, "--lut",
-                                                       str(lut), "--output", str(result), *flags["search"]], log,
-                        allow_fail=True)
+            restrict = ["--op-families", *args.op_families] if args.op_families else []
+            code = call(f"search {tag}1/{1 / fraction:g}", ["search", str(sn), "--latency-budget", budget, "--lut",
+                                                            str(lut), "--output", str(result), *flags["search"],
+                                                            *restrict], log, allow_fail=True)
             if code != 0:
-                log.setdefault("infeasible", {})[f"{fraction:g}"] = f"search found no student measuring within {budget}"
+                log.setdefault("infeasible", {})[f"{tag}{fraction:g}"] = (f"search found no student measuring "
+                                                                          f"within {budget}")
                 continue
-        for variant in args.searched_init:  # the folder's name names its row: searched-VARIANT-FRACTION
-            student = work / "searched" / f"searched-{variant.replace(':', '-')}-{fraction:g}"
+        for variant in args.searched_init:  # the folder's name names its row: searched-[FAMILIES-]VARIANT-FRACTION
+            student = work / "searched" / f"searched-{tag}{variant.replace(':', '-')}-{fraction:g}"
             refined = [] if variant.endswith(EXTRACT_ONLY) else refine
             if not (student / "config.json").exists():
                 resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
                 call(f"export searched {variant} 1/{1 / fraction:g}",
                      ["export", str(sn), "--search", str(result), "--init", variant.removesuffix(EXTRACT_ONLY),
                       "--lut", str(lut), "--output", str(student), *refined, *resume], log)
-            searched.append(str(student))
     log_file.write_text(json.dumps(log, indent=1))
+    searched = sorted(str(f) for f in (work / "searched").glob("searched-*") if (f / "config.json").exists())
 
     # 5. the baseline families at the same budgets, with the same refinement
     baselines = work / "baselines"
@@ -307,7 +315,7 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
                 inside = "yes" if WINDOW <= share <= 1.0 else "no"
                 lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {m['name']} | {m['measured_ms']:.3f} "
                              f"({share:.2f}) | {_score(m)} | {inside} |")
-            verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows, args.searched_init)
+            verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows)
         for m in (m for m in compared["models"] if m["family"] == "student"):  # references at their own latency
             share = m["measured_ms"] / teacher["measured_ms"]
             lines.append(f"| - | reference | {m['name']} | {m['measured_ms']:.3f} ({share:.2f} x teacher) | "
@@ -323,18 +331,18 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
     print("\n" + text)
 
 
-def verdict(rows: list[dict], inits: list[str]) -> str:
-    """The headline init's searched student against the best family; the other inits' margins after it."""
+def verdict(rows: list[dict]) -> str:
+    """Every searched variant at this budget (searched-VARIANT-FRACTION) against the best family."""
     families = [m for m in rows if m["family"] not in ("searched", "teacher")]
-    by_init = {init: m for init in inits for m in rows
-               if m["family"] == "searched" and m["name"].rsplit("-", 1)[0] == f"searched-{init.replace(':', '-')}"}
-    if not by_init or not families:
+    searched = [m for m in rows if m["family"] == "searched"]
+    if not searched or not families:
         return "nothing to compare at this budget"
     best = max(families, key=lambda m: m["mean"])
     texts = []
-    for init, m in by_init.items():
+    for m in sorted(searched, key=lambda m: -m["mean"]):
         margin = m["mean"] - best["mean"]
-        texts.append(f"searched ({init}) {m['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
+        variant = m["name"].removeprefix("searched-").rsplit("-", 1)[0]
+        texts.append(f"searched ({variant}) {m['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
                      f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} "
                      f"(margin {margin:+.4f})")
     return "; ".join(texts)

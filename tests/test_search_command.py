@@ -12,7 +12,14 @@ from nasbert.cli import main
 from nasbert.errors import UserError
 from nasbert.latency import LatencyTable, profile_space
 from nasbert.search.budget import parse_latency_ms, parse_params
-from nasbert.search.select import BudgetResult, Candidate, LatencyModel, block_tables, confirm_by_measurement
+from nasbert.search.select import (
+    BudgetResult,
+    Candidate,
+    LatencyModel,
+    block_tables,
+    confirm_by_measurement,
+    only_families,
+)
 from nasbert.search.topk import StructureCosts, top_k
 from nasbert.search.weights import fit_weights, weighted
 from nasbert.train_supernet.config import TrainConfig
@@ -191,6 +198,20 @@ def test_every_student_has_an_attention_layer_unless_allowed_otherwise(searched,
     assert found[False] and all("M" in a for a in found[False])
     assert found[True] == archs(top_k(tables, structure, latency_budget_ms=budget_ms, k=5))
     assert any("M" not in a for a in found[True])
+
+
+def test_op_families_keep_only_candidates_of_those_ops_and_refuse_what_leaves_a_block_empty(searched, capsys):
+    entries = [{"arch": a, "dev_loss": 0.1} for a in ("16:M,F,I,I", "16:S3,F,I,I", "16:F,I,I,I", "32:M,S5,I,I")]
+    table = {"step": 10, "blocks": [entries, entries[1:3]]}
+    kept = only_families(table, ["M", "F"])
+    assert [[e["arch"] for e in block] for block in kept["blocks"]] == [["16:M,F,I,I", "16:F,I,I,I"], ["16:F,I,I,I"]]
+    assert kept["step"] == 10 and only_families(table, None) is table
+    with pytest.raises(UserError, match="no surviving candidate of block 2 uses only M S ops"):
+        only_families(table, ["M", "S"])
+    root, run, lut = searched
+    code = main(["search", str(run), "--latency-budget", "1s", "--lut", str(root / "lut.json"), "--output",
+                 str(root / "x.json"), "--op-families", "M", "Q"])
+    assert code == 2 and "--op-families takes some of" in capsys.readouterr().err
 
 
 def test_fit_weights_recovers_per_block_weights_and_clips_negative_ones():

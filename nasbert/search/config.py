@@ -36,6 +36,10 @@ class SearchConfig:
     allow_attention_free: bool = field(default=False, metadata={
         "help": "let students without any attention layer compete (by default every student has at least one: "
                 "without it a [CLS]-pooled head sees only a convolution's local window)"})
+    op_families: list[str] | None = field(default=None, metadata={
+        "metavar": "FAMILY", "help": "search only students whose ops are of these families (identity is always "
+                                     "allowed), e.g. M F: the ops a teacher can give its weights to (default: "
+                                     "every family the supernet trained)"})
     weight_students: int = field(default=200, metadata={
         "metavar": "S", "help": "fit a weight per block of the approximated loss on S random students re-checked "
                                 "chained; 0, or --recheck-batches 0: NAS-BERT's plain sum of block losses"})

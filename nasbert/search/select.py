@@ -29,6 +29,8 @@ from nasbert.search.topk import BlockTable, StructureCosts, top_k
 from nasbert.search.weights import BlockWeights, fit_block_weights, weighted
 from nasbert.train_supernet.run import Run
 from search_space import Arch, BlockArch, SearchSpace
+from search_space.ops import FAMILIES as OP_FAMILIES
+from search_space.ops import IDENTITY_NAME
 
 
 @dataclass
@@ -96,6 +98,25 @@ def block_tables(space: SearchSpace, table: dict, latency: LatencyModel | None) 
     return candidates, tables
 
 
+def only_families(table: dict, families: list[str] | None) -> dict:
+    """block_losses.json's table with each block's candidates cut to those whose ops are all of `families` (and
+    identity); one sentence when a block keeps none."""
+    if not families:
+        return table
+    allowed = set(families) | {IDENTITY_NAME}
+    unknown = sorted(allowed - set(OP_FAMILIES))
+    if unknown:
+        raise UserError(f"--op-families takes some of {', '.join(f for f in OP_FAMILIES if f != IDENTITY_NAME)}, "
+                        f"not {', '.join(unknown)}")
+    blocks = [[e for e in entries if all(op_family(op) in allowed for op in BlockArch.parse(e["arch"]).ops)]
+              for entries in table["blocks"]]
+    for n, entries in enumerate(blocks):
+        if not entries:
+            raise UserError(f"no surviving candidate of block {n + 1} uses only {' '.join(sorted(families))} ops "
+                            "(and identity); widen --op-families")
+    return {**table, "blocks": blocks}
+
+
 @dataclass
 class SearchOutcome:
     results: list[BudgetResult]
@@ -124,7 +145,7 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
     elif config.runtime or config.precision:
         raise UserError("--runtime and --precision name the runtime of a latency table; pass it with --lut")
     latency = LatencyModel(lut) if lut is not None else None
-    candidates, tables = block_tables(space, run.block_table, latency)
+    candidates, tables = block_tables(space, only_families(run.block_table, config.op_families), latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
     with_attention = [np.array(["M" in b.active_ops for b in blocks]) for blocks in candidates]
