@@ -141,7 +141,7 @@ def settings(args: argparse.Namespace) -> dict:
             "baselines": [],
             "compare": ["--max-train-samples", str(args.finetune_train_samples), "--epochs",
                         str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--teacher-lr", "5e-5",
-                        "--max-seq-len", str(args.finetune_seq_len)]}
+                        "--max-seq-len", str(args.finetune_seq_len), "--latency-rounds", "5"]}
 
 
 def main() -> None:
