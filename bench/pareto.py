@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--op-families", nargs="+", help="search only students of these op families (`nasbert "
                         "search --op-families`, e.g. M F); its rows are searched-MF-INIT-FRACTION. Every searched "
                         "student in WORKDIR/searched joins the comparison, so runs with other settings add rows")
+    parser.add_argument("--attention-in-every-block", action="store_true", help="search only students with an "
+                        "attention layer in every block (rows searched-[FAMILIES]A-INIT-FRACTION)")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=1.0)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
@@ -216,12 +218,13 @@ def main() -> None:
 
     # 3-4. search and export the winner of each budget, with the refinement every student gets
     refine = [*flags["refine"], "--train-file", train_text]
-    families = "".join(args.op_families or [])  # a restricted search's files and rows carry its families
-    tag = f"{families}-" if families else ""
+    families = "".join(args.op_families or []) + ("A" if args.attention_in_every_block else "")
+    tag = f"{families}-" if families else ""  # a restricted search's files and rows carry its restriction
     for fraction, budget in budgets.items():
         result = work / f"search-{tag}{fraction:g}.json"
         if not result.exists():
-            restrict = ["--op-families", *args.op_families] if args.op_families else []
+            restrict = (["--op-families", *args.op_families] if args.op_families else []) + (
+                ["--attention-in-every-block"] if args.attention_in_every_block else [])
             code = call(f"search {tag}1/{1 / fraction:g}", ["search", str(sn), "--latency-budget", budget, "--lut",
                                                             str(lut), "--output", str(result), *flags["search"],
                                                             *restrict], log, allow_fail=True)

@@ -117,6 +117,16 @@ def only_families(table: dict, families: list[str] | None) -> dict:
     return {**table, "blocks": blocks}
 
 
+def only_with_attention(table: dict) -> dict:
+    """block_losses.json's table with each block's candidates cut to those with an attention (M) layer."""
+    blocks = [[e for e in entries if "M" in BlockArch.parse(e["arch"]).ops] for entries in table["blocks"]]
+    for n, entries in enumerate(blocks):
+        if not entries:
+            raise UserError(f"no surviving candidate of block {n + 1} has an attention layer (of the families "
+                            "searched); drop --attention-in-every-block")
+    return {**table, "blocks": blocks}
+
+
 @dataclass
 class SearchOutcome:
     results: list[BudgetResult]
@@ -145,7 +155,10 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
     elif config.runtime or config.precision:
         raise UserError("--runtime and --precision name the runtime of a latency table; pass it with --lut")
     latency = LatencyModel(lut) if lut is not None else None
-    candidates, tables = block_tables(space, only_families(run.block_table, config.op_families), latency)
+    table = only_families(run.block_table, config.op_families)
+    if config.attention_in_every_block:
+        table = only_with_attention(table)
+    candidates, tables = block_tables(space, table, latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
     with_attention = [np.array(["M" in b.active_ops for b in blocks]) for blocks in candidates]
