@@ -28,10 +28,10 @@ continue; every command it runs is printed first):
     within 10 % under the budget, and the acceptance check (the searched mean at or above every family's, and by
     how much over the best)
 
-What was shortened to fit about 3 hours on the 2-core machine (an estimate from the pipeline benchmark's stage
-times, not yet measured): the supernet of bench/pipeline.py is reused (--supernet), each fine-tune sees
---finetune-train-samples 2,000 rows for 1 epoch (the pipeline used 4,000), refinement is 200 steps; the README
-gives the flags of the measured run.
+What was shortened to fit the 2-core machine (measured: the README's three runs took about 2 h 10 min): a
+600-step supernet at seq 64 (--seq-len 64), refinement 200 steps of 16 sequences, each fine-tune 2,000 rows for 1
+epoch at seq 64 (--finetune-* flags), SST-2 only after a first STS-B pass that ranked nothing (--tasks). The
+README gives the exact flags.
 """
 
 from __future__ import annotations
