@@ -275,15 +275,14 @@ def distilbert_reference(teacher: str, sn: Path, work: Path, refine: list[str], 
     hold it: the teacher's width missing, or a block left without a layer)."""
     from transformers import AutoConfig
 
-    from nasbert.baselines.depth import evenly_spaced
+    from nasbert.baselines.depth import evenly_spaced, layers_per_student_block
     from nasbert.baselines.registry import pairs_arch
     from nasbert.commands.base import load_space
 
     space = load_space(str(sn))
     total = AutoConfig.from_pretrained(teacher).num_hidden_layers
     layers = evenly_spaced(total, total // 2)
-    per_block = total // space.num_blocks
-    counts = [sum(n * per_block <= t < (n + 1) * per_block for t in layers) for n in range(space.num_blocks)]
+    counts = layers_per_student_block(layers, total // space.num_blocks, space.num_blocks)
     if space.hidden_size not in space.widths or min(counts) == 0 or 2 * max(counts) > space.layers_per_block:
         return []
     folder = work / "reference" / "depth-every-other-layer"

@@ -17,6 +17,11 @@ def evenly_spaced(total: int, kept: int) -> list[int]:
     return [i * total // kept for i in range(kept)]
 
 
+def layers_per_student_block(layers: list[int], per_block: int, blocks: int) -> list[int]:
+    """How many of the kept teacher `layers` fall in each student block's share (per_block teacher layers each)."""
+    return [sum(n * per_block <= t < (n + 1) * per_block for t in layers) for n in range(blocks)]
+
+
 def by_importance(scores: list[float], kept: int, per_block: int) -> list[int]:
     """The `kept` highest-scoring layers, the best of every block of `per_block` layers among them."""
     blocks = range(0, len(scores), per_block)
@@ -36,7 +41,7 @@ def propose(context: ProposalContext) -> list[Member]:
     for kept in range(space.num_blocks, total):
         layers = (evenly_spaced(total, kept) if context.depth_layers == "evenly"
                   else by_importance(context.layer_scores(), kept, per_block))
-        counts = [sum(n * per_block <= t < (n + 1) * per_block for t in layers) for n in range(space.num_blocks)]
+        counts = layers_per_student_block(layers, per_block, space.num_blocks)
         if max(counts) <= space.layers_per_block // 2:
             members.append(Member("depth", pairs_arch(space, hidden, counts), "teacher-layers", tuple(layers)))
     if not members:

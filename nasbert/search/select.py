@@ -108,22 +108,23 @@ def only_families(table: dict, families: list[str] | None) -> dict:
     if unknown:
         raise UserError(f"--op-families takes some of {', '.join(f for f in OP_FAMILIES if f != IDENTITY_NAME)}, "
                         f"not {', '.join(unknown)}")
-    blocks = [[e for e in entries if all(op_family(op) in allowed for op in BlockArch.parse(e["arch"]).ops)]
-              for entries in table["blocks"]]
-    for n, entries in enumerate(blocks):
-        if not entries:
-            raise UserError(f"no surviving candidate of block {n + 1} uses only {' '.join(sorted(families))} ops "
-                            "(and identity); widen --op-families")
-    return {**table, "blocks": blocks}
+    return _keep_candidates(table, lambda block: all(op_family(op) in allowed for op in block.ops),
+                            f"uses only {' '.join(sorted(families))} ops (and identity); widen --op-families")
 
 
 def only_with_attention(table: dict) -> dict:
     """block_losses.json's table with each block's candidates cut to those with an attention (M) layer."""
-    blocks = [[e for e in entries if "M" in BlockArch.parse(e["arch"]).ops] for entries in table["blocks"]]
+    return _keep_candidates(table, lambda block: "M" in block.ops,
+                            "has an attention layer (of the families searched); drop --attention-in-every-block")
+
+
+def _keep_candidates(table: dict, keep: Callable[[BlockArch], bool], what: str) -> dict:
+    """The table with each block's candidates cut to those `keep` accepts; 'no surviving candidate of block n
+    {what}' when a block keeps none."""
+    blocks = [[e for e in entries if keep(BlockArch.parse(e["arch"]))] for entries in table["blocks"]]
     for n, entries in enumerate(blocks):
         if not entries:
-            raise UserError(f"no surviving candidate of block {n + 1} has an attention layer (of the families "
-                            "searched); drop --attention-in-every-block")
+            raise UserError(f"no surviving candidate of block {n + 1} {what}")
     return {**table, "blocks": blocks}
 
 
