@@ -220,11 +220,11 @@ def main() -> None:
     refine = [*flags["refine"], "--train-file", train_text]
     families = "".join(args.op_families or []) + ("A" if args.attention_in_every_block else "")
     tag = f"{families}-" if families else ""  # a restricted search's files and rows carry its restriction
+    restrict = (["--op-families", *args.op_families] if args.op_families else []) + (
+        ["--attention-in-every-block"] if args.attention_in_every_block else [])
     for fraction, budget in budgets.items():
         result = work / f"search-{tag}{fraction:g}.json"
         if not result.exists():
-            restrict = (["--op-families", *args.op_families] if args.op_families else []) + (
-                ["--attention-in-every-block"] if args.attention_in_every_block else [])
             code = call(f"search {tag}1/{1 / fraction:g}", ["search", str(sn), "--latency-budget", budget, "--lut",
                                                             str(lut), "--output", str(result), *flags["search"],
                                                             *restrict], log, allow_fail=True)

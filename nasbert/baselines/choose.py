@@ -47,13 +47,13 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
            unmeasured: str = "the latency table is for another machine or settings") -> Choice:
     """The member of `members` (one family, priced) to compare at `budget_ms`; see the module docstring.
     `unmeasured` says why, when `time_arch` is None."""
-    fitting = sorted((m for m in members if m.predicted_ms <= budget_ms), key=lambda m: -m.predicted_ms)
-    if not fitting and (time_arch is None or min(m.predicted_ms for m in members) > SLACK * budget_ms):
+    reachable = [m for m in members if m.predicted_ms <= (budget_ms if time_arch is None else SLACK * budget_ms)]
+    if not reachable:
         smallest = min(members, key=lambda m: m.predicted_ms)
         return Choice(family, budget_ms, None, f"no {family} student is predicted within {budget_ms:.3f} ms: the "
                       f"smallest, {smallest.arch}, is predicted {smallest.predicted_ms:.3f} ms", smallest)
     if time_arch is None:
-        best = fitting[0]
+        best = max(reachable, key=lambda m: m.predicted_ms)
         share = best.predicted_ms / budget_ms
         if share >= WINDOW:
             return Choice(family, budget_ms, best, f"predicted {best.predicted_ms:.3f} ms ({share:.2f} x the budget); "
@@ -61,7 +61,6 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
         return Choice(family, budget_ms, None, f"no {family} student is predicted within 10 % under {budget_ms:.3f} "
                       f"ms: the closest, {best.arch}, is predicted {best.predicted_ms:.3f} ms ({share:.2f} x the "
                       "budget)", best)
-    reachable = [m for m in members if m.predicted_ms <= SLACK * budget_ms]
     measured: list[Priced] = []
     ratio = 1.0  # measured / predicted over the members timed so far (median)
     for _ in range(tightenings + 1):
