@@ -24,7 +24,7 @@ continue; every command it runs is printed first):
     like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
     students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side
- 7. pareto.md / pareto.json: per task and budget, each family's mean [range], its measured ms and whether it is
+ 7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean [range], its measured ms and whether it is
     within 10 % under the budget, and the acceptance check (the searched mean at or above every family's, and by
     how much over the best)
 
@@ -63,6 +63,11 @@ def searched_variant(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: give one of {', '.join(SEARCHED_INITS)}, optionally with "
                                          f"{EXTRACT_ONLY}")
     return text
+
+
+def variant_of(name: str) -> str:
+    """searched-[TAG-]VARIANT-FRACTION -> [TAG-]VARIANT (its row's variant, e.g. MFxM-etd-impt)."""
+    return name.removeprefix("searched-").rsplit("-", 1)[0]
 
 
 def default_teacher() -> str:
@@ -162,8 +167,14 @@ def main() -> None:
     parser.add_argument("--op-families", nargs="+", help="search only students of these op families (`nasbert "
                         "search --op-families`, e.g. M F); its rows are searched-MF-INIT-FRACTION. Every searched "
                         "student in WORKDIR/searched joins the comparison, so runs with other settings add rows")
-    parser.add_argument("--attention-in-every-block", action="store_true", help="search only students with an "
-                        "attention layer in every block (rows searched-[FAMILIES]A-INIT-FRACTION)")
+    parser.add_argument("--in-every-block", nargs="+", metavar="OP", help="search only students with a layer of "
+                        "each of these ops in every block (`nasbert search --in-every-block`, e.g. M, or M F); rows "
+                        "searched-[FAMILIES]xOPS-INIT-FRACTION")
+    parser.add_argument("--compare-searched", nargs="+", metavar="VARIANT", help="compare only these searched "
+                        "variants (the part of searched-VARIANT-FRACTION, e.g. MFxMF-etd-impt supernet; default: "
+                        "every one in WORKDIR/searched)")
+    parser.add_argument("--compare-name", default="compare", help="the comparison's folders, WORKDIR/NAME-TASK: a "
+                        "new name for new fine-tuning settings (a folder refuses runs made with others)")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
     parser.add_argument("--finetune-epochs", type=float, default=1.0)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
@@ -218,10 +229,10 @@ def main() -> None:
 
     # 3-4. search and export the winner of each budget, with the refinement every student gets
     refine = [*flags["refine"], "--train-file", train_text]
-    families = "".join(args.op_families or []) + ("A" if args.attention_in_every_block else "")
-    tag = f"{families}-" if families else ""  # a restricted search's files and rows carry its restriction
+    tag = "".join(args.op_families or []) + (f"x{''.join(args.in_every_block)}" if args.in_every_block else "")
+    tag = f"{tag}-" if tag else ""  # a restricted search's files and rows carry its restriction
     restrict = (["--op-families", *args.op_families] if args.op_families else []) + (
-        ["--attention-in-every-block"] if args.attention_in_every_block else [])
+        ["--in-every-block", *args.in_every_block] if args.in_every_block else [])
     for fraction, budget in budgets.items():
         result = work / f"search-{tag}{fraction:g}.json"
         if not result.exists():
@@ -241,7 +252,8 @@ def main() -> None:
                      ["export", str(sn), "--search", str(result), "--init", variant.removesuffix(EXTRACT_ONLY),
                       "--lut", str(lut), "--output", str(student), *refined, *resume], log)
     log_file.write_text(json.dumps(log, indent=1))
-    searched = sorted(str(f) for f in (work / "searched").glob("searched-*") if (f / "config.json").exists())
+    searched = sorted(str(f) for f in (work / "searched").glob("searched-*") if (f / "config.json").exists()
+                      and (not args.compare_searched or variant_of(f.name) in args.compare_searched))
 
     # 5. the baseline families at the same budgets, with the same refinement
     baselines = work / "baselines"
@@ -260,7 +272,8 @@ def main() -> None:
         data = Path(tasks[task])
         call(f"compare {task}", ["compare", *(["--students", *students] if students else []), "--baselines",
                                  str(baselines), "--teacher", teacher, "--train-file", str(data / "train.tsv"),
-                                 "--validation-file", str(data / "dev.tsv"), "--output", str(work / f"compare-{task}"),
+                                 "--validation-file", str(data / "dev.tsv"), "--output",
+                                 str(work / f"{args.compare_name}-{task}"),
                                  "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
                                  *TASKS[task]["flags"], *flags["compare"], *recipe], log)
     log_file.write_text(json.dumps(log, indent=1))
@@ -302,7 +315,7 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
              + (" - SMOKE SETTING, figures meaningless" if args.smoke else ""), ""]
     verdicts = {}
     for task in args.tasks:
-        compared = json.loads((work / f"compare-{task}" / "compare.json").read_text())
+        compared = json.loads((work / f"{args.compare_name}-{task}" / "compare.json").read_text())
         metric = compared["metric"]
         lines += [f"## {task} ({metric}, mean [min, max])", "",
                   "| budget | family | model | measured ms (x budget) | score | within 10 % under |",
@@ -327,8 +340,9 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
     lines += [f"- {key}: {text}" for key, text in verdicts.items()]
     lines += [f"- 1/{1 / float(f):g}: {message}" for f, message in log.get("infeasible", {}).items()]
     text = "\n".join(lines) + "\n\nstage seconds: " + json.dumps(log.get("stage_seconds")) + "\n"
-    (work / "pareto.md").write_text(text)
-    (work / "pareto.json").write_text(json.dumps({"teacher_ms": log["teacher_ms"], "budgets": budgets,
+    name = "pareto" + ("" if args.compare_name == "compare" else f"-{args.compare_name}")
+    (work / f"{name}.md").write_text(text)
+    (work / f"{name}.json").write_text(json.dumps({"teacher_ms": log["teacher_ms"], "budgets": budgets,
                                                   "verdicts": verdicts}, indent=1))
     print("\n" + text)
 
@@ -343,7 +357,7 @@ def verdict(rows: list[dict]) -> str:
     texts = []
     for m in sorted(searched, key=lambda m: -m["mean"]):
         margin = m["mean"] - best["mean"]
-        variant = m["name"].removeprefix("searched-").rsplit("-", 1)[0]
+        variant = variant_of(m["name"])
         texts.append(f"searched ({variant}) {m['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
                      f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} "
                      f"(margin {margin:+.4f})")

@@ -13,6 +13,7 @@ import torch
 from tiny_assets import WORDS, make_corpus, make_tiny_teacher
 
 from nasbert.baselines.choose import SLACK, Priced, choose
+from nasbert.baselines.compare import changed_setting
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
 from nasbert.cli import main
@@ -263,3 +264,13 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert main(compare) == 0  # resumed: every fine-tune and the timings are kept
     assert "== " not in capsys.readouterr().out
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["models"] == result["models"]
+    changed = [a if a != "1e-3" else "2e-3" for a in compare]  # a kept run made with another lr is not mixed in
+    assert main(changed) == 2
+    assert "was trained with --lr 0.001, not 0.002 as now; give another --output" in capsys.readouterr().err
+
+
+def test_a_kept_run_differing_in_a_training_setting_or_its_default_is_named():
+    held = {"epochs": 1.0, "lr": 3e-4, "max_train_samples": 2000, "text_columns": ["sentence"], "seed": 4}
+    assert changed_setting(held, {"epochs": 1, "lr": 0.0003, "max_train_samples": 2000, "seed": 0}, False) is None
+    assert changed_setting(held, {"epochs": 2.0, "lr": 3e-4}, False) == "--epochs 1.0, not 2.0 as now"
+    assert changed_setting(held, {"lr": 3e-4}, False) == "--epochs 1.0, not 3.0 as now"  # the default, 3 epochs

@@ -19,7 +19,7 @@ from nasbert.search.select import (
     block_tables,
     confirm_by_measurement,
     only_families,
-    only_with_attention,
+    only_with_ops,
 )
 from nasbert.search.topk import StructureCosts, top_k
 from nasbert.search.weights import fit_weights, weighted
@@ -215,12 +215,18 @@ def test_op_families_keep_only_candidates_of_those_ops_and_refuse_what_leaves_a_
     assert code == 2 and "--op-families takes some of" in capsys.readouterr().err
 
 
-def test_attention_in_every_block_keeps_only_candidates_with_attention():
-    entries = [{"arch": a, "dev_loss": 0.1} for a in ("16:M,F,I,I", "16:S3,F,I,I", "32:F,M,I,I")]
-    kept = only_with_attention({"blocks": [entries, entries]})
+def test_in_every_block_keeps_only_candidates_with_a_layer_of_each_op(searched, capsys):
+    entries = [{"arch": a, "dev_loss": 0.1} for a in ("16:M,F,I,I", "16:S3,F,I,I", "32:F,M,I,I", "16:M,I,I,I")]
+    kept = only_with_ops({"blocks": [entries, entries]}, ["M"])
+    assert [[e["arch"] for e in block] for block in kept["blocks"]] == [["16:M,F,I,I", "32:F,M,I,I", "16:M,I,I,I"]] * 2
+    kept = only_with_ops({"blocks": [entries, entries]}, ["M", "F"])
     assert [[e["arch"] for e in block] for block in kept["blocks"]] == [["16:M,F,I,I", "32:F,M,I,I"]] * 2
-    with pytest.raises(UserError, match="no surviving candidate of block 2 has an attention layer"):
-        only_with_attention({"blocks": [entries, entries[1:2]]})
+    with pytest.raises(UserError, match="no surviving candidate of block 2 has a layer of each of M F"):
+        only_with_ops({"blocks": [entries, entries[1:2] + entries[3:]]}, ["M", "F"])
+    root, run, lut = searched
+    code = main(["search", str(run), "--latency-budget", "1s", "--lut", str(root / "lut.json"), "--output",
+                 str(root / "x.json"), "--in-every-block", "M", "I"])
+    assert code == 2 and "--in-every-block takes some of" in capsys.readouterr().err
 
 
 def test_fit_weights_recovers_per_block_weights_and_clips_negative_ones():

@@ -9,8 +9,9 @@ side, in one table and one plot of task score against measured latency.
 
 A teacher folder that `nasbert finetune` wrote (it holds eval_results.json) is used as it is: its score is its
 own, and it is the recipe's teacher; any other teacher is fine-tuned here with every seed, like the students.
-Resumable: a fine-tune whose eval_results.json exists is kept (one left half-done is started over), and the
-timings are kept while the models and conditions are the same. Fine-tunes run seed by seed (every model's seed 0
+Resumable: a fine-tune whose eval_results.json exists is kept (one left half-done is started over; one made from
+another model or with other training settings is refused, never mixed into the table), and the timings are kept
+while the models and conditions are the same. Fine-tunes run seed by seed (every model's seed 0
 first), so an interrupted comparison already compares.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from nasbert.baselines.config import CompareConfig
@@ -30,6 +31,11 @@ from nasbert.finetune.config import FinetuneConfig
 from nasbert.latency.lut import Conditions, LatencyTable
 from nasbert.latency.measure import gauge_reference_ms
 from nasbert.search.budget import parse_latency_ms
+
+# Options that change what a kept fine-tune learnt: a run made with other values is not this comparison's.
+TRAINING_SETTINGS = ("train_file", "validation_file", "label_column", "task", "epochs", "lr", "batch_size",
+                     "max_seq_len", "max_steps", "max_train_samples", "warmup_ratio", "weight_decay", "kd_alpha",
+                     "kd_temperature", "recipe")
 
 
 @dataclass
@@ -125,9 +131,12 @@ def fine_tune(model: Compared, seed: int, output: Path, values: dict, recipe: st
     its result exists (and it was made from this model), started over when it was left half-done."""
     out = output / "runs" / model.name / f"seed{seed}"
     if (out / "eval_results.json").is_file():
-        held = run_settings(out).get("model")
-        if held is not None and Path(held).resolve() != Path(model.folder).resolve():
-            raise UserError(f"{out} was fine-tuned from {held}, not {model.folder}; remove it to redo it")
+        held = run_settings(out)
+        if held.get("model") is not None and Path(held["model"]).resolve() != Path(model.folder).resolve():
+            raise UserError(f"{out} was fine-tuned from {held['model']}, not {model.folder}; remove it to redo it")
+        changed = changed_setting(held.get("options") or {}, {**values, "recipe": recipe}, recipe is not None)
+        if changed:
+            raise UserError(f"{out} was trained with {changed}; give another --output, or remove it to redo it")
         return out
     for leftover in (out, out.with_name(out.name + ".partial")):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -145,3 +154,23 @@ def fine_tune(model: Compared, seed: int, output: Path, values: dict, recipe: st
         names = {f.name for f in fields(FinetuneConfig)}
         finetune(FinetuneConfig(**{k: v for k, v in values.items() if k in names}))
     return out
+
+
+def changed_setting(held: dict, values: dict, distilled: bool) -> str | None:
+    """'--lr 0.0003, not 0.0001 as now' for the first training setting a kept run differs in from `values` (an
+    option not given counts as its default); None when none differs or the run did not record it."""
+    from nasbert.finetune.distill.config import DistillConfig
+
+    defaults = {f.name: f.default for f in fields(DistillConfig if distilled else FinetuneConfig)
+                if f.default is not MISSING}
+    for key in TRAINING_SETTINGS:
+        now, then = values.get(key, defaults.get(key)), held.get(key)
+        if key not in held or now is None:
+            continue
+        if isinstance(now, (int, float)) and isinstance(then, (int, float)):
+            differs = abs(float(now) - float(then)) > 1e-12 * max(1.0, abs(float(then)))
+        else:
+            differs = str(now) != str(then)
+        if differs:
+            return f"--{key.replace('_', '-')} {then}, not {now} as now"
+    return None

@@ -19,13 +19,14 @@ MARKERS = {"teacher": "s", "searched": "*", "depth": "v", "width": "D", "uniform
 
 
 def run_settings(out: Path) -> dict:
-    """{"model", "metric"} of a finished fine-tune (finetune_args.json) or distillation (distill_args.json)."""
+    """{"model", "metric", "options"} of a finished fine-tune (finetune_args.json) or distillation
+    (distill_args.json); "options" holds every option it ran with."""
     for name in ("finetune_args.json", "distill_args.json"):
         path = out / name
         if path.is_file():
             data = json.loads(path.read_text())
-            return {"model": data.get("model") or (data.get("options") or {}).get("model"),
-                    "metric": data.get("metric")}
+            options = data.get("options") or data
+            return {"model": options.get("model"), "metric": data.get("metric"), "options": options}
     return {}
 
 

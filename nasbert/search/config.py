@@ -40,10 +40,12 @@ class SearchConfig:
         "metavar": "FAMILY", "help": "search only students whose ops are of these families (identity is always "
                                      "allowed), e.g. M F: the ops a teacher can give its weights to (default: "
                                      "every family the supernet trained)"})
-    attention_in_every_block: bool = field(default=False, metadata={
-        "help": "search only students with an attention layer in every block (token mixing the block-wise "
-                "hidden-state loss does not reward: on SST-2 its students with one or two attention layers scored "
-                "under uniform students with one per block)"})
+    in_every_block: list[str] | None = field(default=None, metadata={
+        "metavar": "OP", "help": "search only students with a layer of each of these ops in every block, e.g. M "
+                                 "(token mixing the block-wise hidden-state loss does not reward: on SST-2 its "
+                                 "students with one or two attention layers scored under uniform students with one "
+                                 "per block) or M F (at tight budgets M alone left students without a feed-forward "
+                                 "layer)"})
     weight_students: int = field(default=200, metadata={
         "metavar": "S", "help": "fit a weight per block of the approximated loss on S random students re-checked "
                                 "chained; 0, or --recheck-batches 0: NAS-BERT's plain sum of block losses"})

@@ -112,10 +112,19 @@ def only_families(table: dict, families: list[str] | None) -> dict:
                             f"uses only {' '.join(sorted(families))} ops (and identity); widen --op-families")
 
 
-def only_with_attention(table: dict) -> dict:
-    """block_losses.json's table with each block's candidates cut to those with an attention (M) layer."""
-    return _keep_candidates(table, lambda block: "M" in block.ops,
-                            "has an attention layer (of the families searched); drop --attention-in-every-block")
+def only_with_ops(table: dict, ops: list[str] | None) -> dict:
+    """block_losses.json's table with each block's candidates cut to those with a layer of each of `ops` (op
+    families: M, F, S, ...)."""
+    if not ops:
+        return table
+    unknown = sorted(set(ops) - (set(OP_FAMILIES) - {IDENTITY_NAME}))
+    if unknown:
+        raise UserError(f"--in-every-block takes some of {', '.join(f for f in OP_FAMILIES if f != IDENTITY_NAME)}, "
+                        f"not {', '.join(unknown)}")
+    wanted = set(ops)
+    return _keep_candidates(table, lambda block: wanted <= {op_family(op) for op in block.ops},
+                            f"has a layer of each of {' '.join(ops)} (of the families searched); shorten "
+                            f"--in-every-block")
 
 
 def _keep_candidates(table: dict, keep: Callable[[BlockArch], bool], what: str) -> dict:
@@ -157,8 +166,7 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
         raise UserError("--runtime and --precision name the runtime of a latency table; pass it with --lut")
     latency = LatencyModel(lut) if lut is not None else None
     table = only_families(run.block_table, config.op_families)
-    if config.attention_in_every_block:
-        table = only_with_attention(table)
+    table = only_with_ops(table, config.in_every_block)
     candidates, tables = block_tables(space, table, latency)
     structure = StructureCosts.for_space(space, latency.projection_ms if latency else None,
                                          latency.constant_ms if latency else 0.0)
