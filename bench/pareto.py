@@ -314,7 +314,7 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
              f"({', '.join(f'1/{1 / f:g}' for f in budgets)}); {args.seeds} seed(s)"
              + (" - SMOKE SETTING, figures meaningless" if args.smoke else ""), ""]
     verdicts = {}
-    for task in args.tasks:
+    for task in (t for t in TASKS if (work / f"{args.compare_name}-{t}" / "compare.json").is_file()):  # every run's
         compared = json.loads((work / f"{args.compare_name}-{task}" / "compare.json").read_text())
         metric = compared["metric"]
         lines += [f"## {task} ({metric}, mean [min, max])", "",
