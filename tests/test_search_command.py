@@ -18,6 +18,7 @@ from nasbert.search.select import (
     LatencyModel,
     block_tables,
     confirm_by_measurement,
+    loosen_by_measurement,
     only_families,
     only_with_ops,
 )
@@ -26,7 +27,7 @@ from nasbert.search.weights import fit_weights, weighted
 from nasbert.train_supernet.config import TrainConfig
 from nasbert.train_supernet.recipe import train_supernet
 from nasbert.train_supernet.run import load_run
-from search_space import Arch
+from search_space import Arch, BlockArch
 
 
 @pytest.mark.parametrize("text, ms", [("20ms", 20.0), ("0.02s", 20.0), ("1500us", 1.5), ("7.5 ms", 7.5)])
@@ -89,7 +90,7 @@ def test_search_writes_winners_under_each_budget(searched, capsys):
 def test_impossible_budget_names_the_smallest_reachable_latency(searched, capsys):
     root, run, _ = searched
     code = main(["search", str(run), "--latency-budget", "0.0001ms", "--lut", str(root / "lut.json"),
-                 "--output", str(root / "none.json")])
+                 "--measure", "0", "--output", str(root / "none.json")])  # the table's word alone
     err = capsys.readouterr().err.strip()
     assert code == 2 and "the smallest latency this space can reach is" in err and len(err.splitlines()) == 1
     assert not (root / "none.json").exists()
@@ -169,6 +170,62 @@ def test_confirm_by_measurement_refuses_when_nothing_fits():
     with pytest.raises(UserError, match="fastest one measured, arch1, took 15.000 ms"):
         confirm_by_measurement(result, lambda arch: 20.0 if arch == "arch0" else 15.0, count=2,
                                rerank=lambda ms: (_ for _ in ()).throw(UserError("nothing fits")))
+
+
+def test_where_the_table_over_predicts_a_looser_search_lets_bigger_students_that_fit_compete():
+    result = BudgetResult(10.0, None, _candidates([9.9, 9.5]))
+    predicted = {c.arch: c.predicted_latency_ms for c in result.top_k}
+    confirm_by_measurement(result, lambda arch: 0.8 * predicted[arch], count=2, rerank=None)
+    asked = []
+
+    def rerank(looser_ms: float) -> list[Candidate]:  # the looser search's leaders; the first is predicted 12.3
+        asked.append(looser_ms)
+        top = _candidates([looser_ms * 0.99, 9.9], prefix="loose-")
+        predicted.update({c.arch: c.predicted_latency_ms for c in top})
+        return top
+
+    loosen_by_measurement(result, lambda arch: 0.8 * predicted[arch], count=2, rerank=rerank)
+    assert asked == [pytest.approx(10.0 / 0.8 * 0.995)]
+    assert result.winner.arch == "loose-0" and result.winner.measured_latency_ms <= 10.0
+    assert "it over-predicted the leaders by 25%" in result.note
+
+    kept = BudgetResult(10.0, None, _candidates([9.9, 9.5]))
+    confirm_by_measurement(kept, lambda arch: 0.8 * predicted[arch], count=2, rerank=None)
+    loosen_by_measurement(kept, lambda arch: 11.0 if arch.startswith("loose") else 0.8 * predicted[arch], count=2,
+                          rerank=rerank)  # the looser leaders measure over: the confirmed winner stays
+    assert kept.winner.arch == "arch0"
+    exact = BudgetResult(10.0, None, _candidates([9.9, 9.5]))
+    confirm_by_measurement(exact, lambda arch: predicted[arch], count=2, rerank=None)
+    loosen_by_measurement(exact, lambda arch: predicted[arch], count=2, rerank=rerank)  # the table is right here
+    assert len(asked) == 2 and exact.winner.arch == "arch0"
+
+
+def test_a_budget_the_table_puts_under_its_fastest_student_is_searched_when_that_student_measures_within(
+        searched, capsys, monkeypatch):
+    root, run, lut = searched
+    saved = LatencyTable.load(root / "lut.json")
+    fastest_ms = min(saved.predict_ms(a) for a in _archs_of(run) if "M" in str(a))  # students need attention
+    budget_ms = 0.8 * fastest_ms
+    argv = ["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"), "--top-k", "3",
+            "--recheck-batches", "0", "--measure", "2", "--output", str(root / "fast.json")]
+    monkeypatch.setattr("nasbert.search.select.measurer",
+                        lambda table, count: (lambda arch: 0.5 * saved.predict_ms(arch), None))
+    assert main(argv) == 0  # the table over-predicts this "machine" by 2x: its fastest students fit as measured
+    winner = json.loads((root / "fast.json").read_text())["budgets"][0]["winner"]
+    assert winner["measured_latency_ms"] <= budget_ms < winner["predicted_latency_ms"]
+    monkeypatch.setattr("nasbert.search.select.measurer",
+                        lambda table, count: (lambda arch: 1.1 * saved.predict_ms(arch), None))
+    capsys.readouterr()
+    assert main([*argv, "--overwrite"]) == 2 and "its fastest student" in capsys.readouterr().err
+
+
+def _archs_of(run) -> list:
+    """Every student of a small run's search space (its block table's candidates chained)."""
+    import itertools
+
+    table = load_run(run).block_table
+    return [Arch(tuple(BlockArch.parse(e["arch"]) for e in chain))
+            for chain in itertools.product(*table["blocks"])]
 
 
 def test_every_student_has_an_attention_layer_unless_allowed_otherwise(searched, capsys):

@@ -25,7 +25,7 @@ from nasbert.latency.lut import LatencyTable, op_family
 from nasbert.search.config import SearchConfig
 from nasbert.search.recheck import recheck
 from nasbert.search.required import top_k_requiring
-from nasbert.search.topk import BlockTable, StructureCosts, top_k
+from nasbert.search.topk import BlockTable, InfeasibleBudgetError, StructureCosts, top_k
 from nasbert.search.weights import BlockWeights, fit_block_weights, weighted
 from nasbert.train_supernet.run import Run
 from search_space import Arch, BlockArch, SearchSpace
@@ -182,8 +182,21 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
                                 subject="architecture with an attention layer") if require_attention
                 else top_k(tables, structure, **budget))
 
+    timer, unmeasured = measurer(lut, measure)
+    searched_at: dict[float, float] = {}  # budget -> the looser table budget where the table over-predicts here
     for latency_budget, params_budget in budgets:  # an impossible budget fails before the slow work
-        chosen(latency_budget, params_budget, 1)
+        try:
+            chosen(latency_budget, params_budget, 1)
+        except InfeasibleBudgetError as error:
+            if timer is None or latency_budget is None or error.min_latency_ms <= latency_budget:
+                raise
+            fastest = chosen(error.min_latency_ms * (1 + 1e-9), params_budget, 1)[0]
+            arch = str(Arch(tuple(candidates[n][i] for n, i in enumerate(fastest.indices))))
+            measured_ms = timer(arch)
+            if measured_ms > latency_budget:
+                raise UserError(f"{error} (its fastest student, {arch}, measured {measured_ms:.3f} ms here)") from None
+            searched_at[latency_budget] = max(latency_budget * fastest.latency_ms / measured_ms * 0.995,
+                                              fastest.latency_ms * (1 + 1e-9))
     rechecked: dict[str, float] = {}
     weights = None
     if weight_students > 0 and recheck_batches > 0:
@@ -202,12 +215,15 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
             top.sort(key=lambda c: (c.rechecked_loss, c.approx_loss))
         return top
 
-    timer, unmeasured = measurer(lut, measure)
     results = []
     for latency_budget, params_budget in budgets:
-        result = BudgetResult(latency_budget, params_budget, ranked(latency_budget, params_budget))
+        start = searched_at.get(latency_budget, latency_budget)
+        result = BudgetResult(latency_budget, params_budget, ranked(start, params_budget))
         if latency_budget is not None and timer is not None:
-            confirm_by_measurement(result, timer, measure, lambda tighter: ranked(tighter, params_budget))
+            rerank = lambda table_ms, params=params_budget: ranked(table_ms, params)  # noqa: E731
+            confirm_by_measurement(result, timer, measure, rerank, searched_with=start)
+            if latency_budget not in searched_at:
+                loosen_by_measurement(result, timer, measure, rerank)
         elif latency_budget is not None:
             result.note = unmeasured
         results.append(result)
@@ -228,17 +244,19 @@ def measurer(lut: LatencyTable | None, measure: int) -> tuple[Callable[[str], fl
         return None, f"not measured: {error}"
 
 
-def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, max_tightenings: int = 12) -> None:
+def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, max_tightenings: int = 12,
+                           searched_with: float | None = None) -> None:
     """Make the winner one whose measured latency fits the budget, or refuse: never a winner over it.
 
     The leaders (up to `count`, in rank order) are timed end to end; the first within the budget wins. If
     none is, the budget the table is searched with is tightened by how much the leaders measured over their
     predictions (at least 0.5 % a round), and the new top-K is re-checked, re-ranked and measured, until a leader
     fits. When the tightened budget admits no student, or after `max_tightenings` rounds, it raises a UserError
-    naming the fastest student it measured.
+    naming the fastest student it measured. `searched_with`: the table budget `result` was searched at, when
+    not the budget itself.
     """
     budget = result.latency_budget_ms
-    searched_with = budget
+    first = searched_with = searched_with or budget
     measured: dict[str, Candidate] = {}
     top = result.top_k
     for attempt in range(max_tightenings + 1):
@@ -252,7 +270,8 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
                 result.top_k = [candidate, *top]
                 result.note = (f"winner measured {candidate.measured_latency_ms:.3f} ms <= {budget:.3f} ms"
                                + (f" (table searched at {searched_with:.3f} ms after the leaders measured over)"
-                                  if attempt else ""))
+                                  if attempt else f" (table searched at {first:.3f} ms: it over-predicts this "
+                                                  f"machine)" if first > budget else ""))
                 return
         if attempt == max_tightenings:
             break
@@ -267,6 +286,38 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
                     f"measured, {fastest.arch}, took {fastest.measured_latency_ms:.3f} ms "
                     f"({fastest.measured_latency_ms / budget:.2f} x the budget; table searched down to "
                     f"{searched_with:.3f} ms); raise the budget or re-profile the table on a quiet machine")
+
+
+def loosen_by_measurement(result: BudgetResult, time_arch, count: int, rerank, over_predicts: float = 0.97) -> None:
+    """Where the table over-predicts this machine (the timed leaders' median measured / predicted under
+    `over_predicts`), search it again at the budget over that ratio, so students the table wrongly put over the
+    budget compete; the best-ranked of the new leaders (up to `count` timed) that measures within the budget wins
+    (the confirmed winner among them), and the winner stays when none does."""
+    budget = result.latency_budget_ms
+    measured = {c.arch: c.measured_latency_ms for c in result.top_k if c.measured_latency_ms is not None}
+    timed = [c for c in result.top_k if c.arch in measured and c.predicted_latency_ms]
+    if not timed:
+        return
+    ratio = float(np.median([measured[c.arch] / c.predicted_latency_ms for c in timed]))
+    if ratio >= over_predicts:
+        return
+    looser = budget / ratio * 0.995
+    try:
+        top = rerank(looser)
+    except UserError:
+        return
+    for candidate in top[:count]:
+        if candidate.arch not in measured:
+            measured[candidate.arch] = time_arch(candidate.arch)
+        candidate.measured_latency_ms = measured[candidate.arch]
+        if candidate.measured_latency_ms <= budget:
+            if candidate.arch != result.winner.arch:
+                top.remove(candidate)
+                result.top_k = [candidate, *top]
+                result.note = (f"winner measured {candidate.measured_latency_ms:.3f} ms <= {budget:.3f} ms (table "
+                               f"searched at {looser:.3f} ms: it over-predicted the leaders by "
+                               f"{1 / ratio - 1:.0%})")
+            return
 
 
 def write_results(results: list[BudgetResult], run: Run, lut: LatencyTable | None, lut_path: str | None,
