@@ -24,8 +24,9 @@ continue; every command it runs is printed first):
     like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
     students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side
- 7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean [range], its measured ms and whether it is
-    within 10 % under the budget, and the acceptance check (the searched mean at or above every family's, and by
+ 7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean
+    [range], its measured ms and whether it is within 10 % under the budget, and the acceptance check (the
+    searched mean at or above every family's, and by
     how much over the best)
 
 What was shortened to fit the 2-core machine (measured: the README's three runs took about 2 h 10 min): a
@@ -173,6 +174,8 @@ def main() -> None:
     parser.add_argument("--compare-searched", nargs="+", metavar="VARIANT", help="compare only these searched "
                         "variants (the part of searched-VARIANT-FRACTION, e.g. MFxMF-etd-impt supernet; default: "
                         "every one in WORKDIR/searched)")
+    parser.add_argument("--skip-compare", action="store_true", help="stop before stage 6: build every student "
+                        "(run again without it to compare them all in one go)")
     parser.add_argument("--compare-name", default="compare", help="the comparison's folders, WORKDIR/NAME-TASK: a "
                         "new name for new fine-tuning settings (a folder refuses runs made with others)")
     parser.add_argument("--finetune-train-samples", type=int, default=2000)
@@ -265,6 +268,8 @@ def main() -> None:
     reference = distilbert_reference(teacher, sn, work, refine, log)
     log_file.write_text(json.dumps(log, indent=1))
 
+    if args.skip_compare:
+        return
     # 6. every model and the teacher on each task, alike, timed side by side
     recipe = ["--recipe", args.recipe] if args.recipe else []
     students = searched + reference
