@@ -193,7 +193,7 @@ def test_where_the_table_over_predicts_a_looser_search_lets_bigger_students_that
     confirm_by_measurement(kept, lambda arch: 0.8 * predicted[arch], count=2, rerank=None)
     loosen_by_measurement(kept, lambda arch: 11.0 if arch.startswith("loose") else 0.8 * predicted[arch], count=2,
                           rerank=rerank)  # the looser leaders measure over: the confirmed winner stays
-    assert kept.winner.arch == "arch0"
+    assert kept.winner.arch == "arch0" and "ranked no student that measures within above it" in kept.note
     exact = BudgetResult(10.0, None, _candidates([9.9, 9.5]))
     confirm_by_measurement(exact, lambda arch: predicted[arch], count=2, rerank=None)
     loosen_by_measurement(exact, lambda arch: predicted[arch], count=2, rerank=rerank)  # the table is right here
