@@ -29,9 +29,9 @@ continue; every command it runs is printed first):
     searched mean at or above every family's, and by
     how much over the best)
 
-What was shortened to fit the 2-core machine (measured: the README's three runs took about 2 h 10 min): a
-600-step supernet at seq 64 (--seq-len 64), refinement 200 steps of 16 sequences, each fine-tune 2,000 rows for 1
-epoch at seq 64 (--finetune-* flags), SST-2 only after a first STS-B pass that ranked nothing (--tasks). The
+What was shortened to fit the 2-core machine (measured: the README's headline runs took under 2 hours): a
+600-step supernet at seq 64 (--seq-len 64), refinement 200 steps of 16 sequences, each fine-tune 2,000 rows for 2
+epochs at seq 64 (--finetune-* flags), SST-2 only after a first STS-B pass that ranked nothing (--tasks). The
 README gives the exact flags.
 """
 
@@ -343,7 +343,9 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
         lines.append("")
     lines += ["## acceptance (searched mean at or above every family's; margin over the best family)", ""]
     lines += [f"- {key}: {text}" for key, text in verdicts.items()]
-    lines += [f"- 1/{1 / float(f):g}: {message}" for f, message in log.get("infeasible", {}).items()]
+    for key, message in log.get("infeasible", {}).items():  # key: [TAG-]FRACTION, e.g. MFxM-0.125
+        tag, _, fraction = key.rpartition("-")
+        lines.append(f"- {tag + ' ' if tag else ''}1/{1 / float(fraction):g}: {message}")
     text = "\n".join(lines) + "\n\nstage seconds: " + json.dumps(log.get("stage_seconds")) + "\n"
     name = "pareto" + ("" if args.compare_name == "compare" else f"-{args.compare_name}")
     (work / f"{name}.md").write_text(text)
