@@ -1,0 +1,42 @@
+"""bench/pareto.py's summary: the table and the acceptance verdict from a compare.json and the stage log."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture()
+def pareto(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # pareto.py imports its sibling distillers.py
+    import pareto as module
+    yield module
+    sys.modules.pop("pareto", None)
+
+
+def _model(name: str, family: str, budget: float | None, ms: float, scores: list[float]) -> dict:
+    return {"name": name, "family": family, "latency_budget_ms": budget, "measured_ms": ms, "scores": scores,
+            "mean": sum(scores) / len(scores), "min": min(scores), "max": max(scores)}
+
+
+def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, tmp_path: Path) -> None:
+    models = [_model("teacher", "teacher", None, 40.0, [0.80, 0.81]),
+              _model("searched-MFxM-etd-impt-0.5", "searched", 20.0, 19.5, [0.78, 0.79]),
+              _model("width-20.0000ms", "width", 20.0, 19.0, [0.76, 0.77]),
+              _model("uniform-20.0000ms", "uniform", 20.0, 21.0, [0.79, 0.80])]
+    (tmp_path / "compare-sst2").mkdir()
+    (tmp_path / "compare-sst2" / "compare.json").write_text(json.dumps({"metric": "accuracy", "models": models}))
+    log = {"teacher_ms": 40.0, "infeasible": {"MFxM-0.125": "search found no student measuring within 5ms"}}
+    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare")
+    pareto.summary(tmp_path, args, log, {0.5: "20.0000ms", 0.125: "5.0000ms"})
+
+    text = (tmp_path / "pareto.md").read_text()
+    assert "- MFxM 1/8: search found no student measuring within 5ms" in text
+    assert "| 20.000 ms | uniform | uniform-20.0000ms | 21.000 (1.05) | 0.7950 [0.7900, 0.8000] | no |" in text
+    verdicts = json.loads((tmp_path / "pareto.json").read_text())["verdicts"]
+    assert "BELOW the best family (margin -0.0100)" in verdicts["sst2/20.0000"]
