@@ -251,7 +251,7 @@ def main() -> None:
             refined = [] if variant.endswith(EXTRACT_ONLY) else refine
             if not (student / "config.json").exists():
                 resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
-                call(f"export searched {variant} 1/{1 / fraction:g}",
+                call(f"export searched {tag}{variant} 1/{1 / fraction:g}",
                      ["export", str(sn), "--search", str(result), "--init", variant.removesuffix(EXTRACT_ONLY),
                       "--lut", str(lut), "--output", str(student), *refined, *resume], log)
     log_file.write_text(json.dumps(log, indent=1))
