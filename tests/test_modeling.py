@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 from conftest import padded_batch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
@@ -81,42 +80,45 @@ _PLAIN_TRANSFORMERS_SCRIPT = textwrap.dedent("""
     except ImportError:
         pass
     import json, torch, transformers
-    folder, auto_name, out = sys.argv[1], sys.argv[2], sys.argv[3]
-    model = getattr(transformers, auto_name).from_pretrained(folder, trust_remote_code=True).eval()
-    ids = torch.load(folder + "/ids.pt"); mask = torch.load(folder + "/mask.pt")
-    with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=mask).logits
-    torch.save(logits, out)
-    print(type(model).__module__)
+    for folder, auto_name, out in zip(*[iter(sys.argv[1:])] * 3):  # FOLDER AUTO_CLASS OUT, repeated
+        model = getattr(transformers, auto_name).from_pretrained(folder, trust_remote_code=True).eval()
+        ids = torch.load(folder + "/ids.pt"); mask = torch.load(folder + "/mask.pt")
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        torch.save(logits, out)
+        print(type(model).__module__)
 """)
 
 
-@pytest.mark.parametrize("model_class, auto_class", [
-    (NasbertForSequenceClassification, AutoModelForSequenceClassification),
-    (NasbertForMaskedLM, AutoModelForMaskedLM),
-])
-def test_saved_student_loads_with_plain_transformers(tmp_path, model_class, auto_class):
-    torch.manual_seed(0)
-    model = model_class(tiny_config(num_labels=2)).eval()
-    folder = tmp_path / "student"
-    save_student(model, folder)
-    config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "nasbert_student" and auto_class.__name__ in config["auto_map"]
-    ids, mask = padded_batch(99, [9, 6], 9)
-    torch.save(ids, folder / "ids.pt")
-    torch.save(mask, folder / "mask.pt")
+def test_saved_student_loads_with_plain_transformers(tmp_path):
+    # One fresh interpreter loads both heads (starting one costs seconds of imports).
+    argv, expected = [], {}
+    for model_class, auto_class in [(NasbertForSequenceClassification, AutoModelForSequenceClassification),
+                                    (NasbertForMaskedLM, AutoModelForMaskedLM)]:
+        torch.manual_seed(0)
+        model = model_class(tiny_config(num_labels=2)).eval()
+        folder = tmp_path / model_class.__name__
+        save_student(model, folder)
+        config = json.loads((folder / "config.json").read_text())
+        assert config["model_type"] == "nasbert_student" and auto_class.__name__ in config["auto_map"]
+        ids, mask = padded_batch(99, [9, 6], 9)
+        torch.save(ids, folder / "ids.pt")
+        torch.save(mask, folder / "mask.pt")
+        with torch.no_grad():
+            expected[folder.name] = model(input_ids=ids, attention_mask=mask).logits
+        argv += [str(folder), auto_class.__name__, str(tmp_path / f"{folder.name}.pt")]
     script = tmp_path / "load.py"
     script.write_text(_PLAIN_TRANSFORMERS_SCRIPT)
     # The same thread count as this process, so the two forward passes reduce in the same order (bitwise equal).
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1",
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    result = subprocess.run([sys.executable, str(script), str(folder), auto_class.__name__, str(tmp_path / "o.pt")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(script), *argv], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "transformers_modules" in result.stdout  # the class came from the folder's own code
-    with torch.no_grad():
-        expected = model(input_ids=ids, attention_mask=mask).logits
-    assert torch.equal(torch.load(tmp_path / "o.pt"), expected)
+    modules = [line for line in result.stdout.splitlines() if line.startswith("transformers_modules")]
+    assert len(modules) == 2, result.stdout  # each class came from its folder's own code
+    for name, logits in expected.items():
+        assert torch.equal(torch.load(tmp_path / f"{name}.pt"), logits)
 
 
 def test_library_mode_auto_classes_need_no_remote_code(tmp_path):
