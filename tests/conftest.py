@@ -22,6 +22,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def uninterrupted_run(command: list[str]) -> None:
+    """`command` (python -m nasbert ...) run in this process with one thread, as the tests' subprocesses run
+    (OMP_NUM_THREADS=1: the same reductions, bitwise): the reference a resumed run must equal, without the
+    seconds of imports a second interpreter costs."""
+    from nasbert.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(command[3:]) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_space() -> SearchSpace:
     return SearchSpace.tiny()

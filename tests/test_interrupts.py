@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import uninterrupted_run
 from safetensors.torch import load_file
 from tiny_assets import make_corpus, make_tiny_teacher
 
-from nasbert.cli import main
 from nasbert.common.checkpoint import newest_checkpoint
 from nasbert.common.signals import Interrupted, StopSignals, resume_command
 from nasbert.train_supernet.config import TrainConfig
@@ -53,17 +53,6 @@ def signal_after(command: list[str], log: Path, steps: int, signum: int) -> tupl
     return subprocess.CompletedProcess(command, process.returncode, out, err), int(checkpoint.name.split("-")[1])
 
 
-def reference_in_this_process(command: list[str]) -> None:
-    """The uninterrupted run of `command` (python -m nasbert ...) here, with one thread as ENV gives the others (the
-    same reductions, bitwise): a second interpreter would spend seconds importing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(command[3:]) == 0
-    finally:
-        torch.set_num_threads(threads)
-
-
 def resume_line(stderr: str) -> list[str]:
     """The printed resume command, to run with this interpreter."""
     (line,) = [line for line in stderr.splitlines() if line.startswith("interrupted by ")]
@@ -79,7 +68,7 @@ def test_sigterm_in_train_supernet_saves_exits_143_and_resumes_exactly(assets, t
                 "32", "--warmup-steps", "5", "--lr", "2e-3", "--eval-every", "1000", "--candidates-per-block", "2",
                 "--max-steps", "30", "--save-every", "100"]
 
-    reference_in_this_process(cli(tmp_path / "reference"))
+    uninterrupted_run(cli(tmp_path / "reference"))
     run = tmp_path / "run"
     result, k = signal_after(cli(run), run / "metrics.jsonl", 3, signal.SIGTERM)
     assert result.returncode == 143, result.stderr[-3000:]
@@ -108,7 +97,7 @@ def test_sigint_mid_refinement_exits_130_and_resume_gives_the_uninterrupted_loss
                 "--no-measure", "--refine-steps", "30", "--train-file", assets["corpus"], "--refine-batch-size", "8",
                 "--refine-seq-len", "32", "--refine-lr", "1e-3", "--refine-warmup-steps", "3", "--save-every", "100"]
 
-    reference_in_this_process(cli(tmp_path / "reference" / "student"))  # the same student name
+    uninterrupted_run(cli(tmp_path / "reference" / "student"))  # the same student name
     refine_dir = tmp_path / "student.refine"
     result, k = signal_after(cli(tmp_path / "student"), refine_dir / "metrics.jsonl", 3, signal.SIGINT)
     assert result.returncode == 130, result.stderr[-3000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import uninterrupted_run
 from tiny_assets import make_corpus, make_tiny_teacher
 
 from nasbert.cli import main
@@ -92,12 +93,7 @@ def test_resume_after_sigkill_gives_exactly_the_uninterrupted_losses(assets, tmp
     steps = ["--max-steps", "40", "--save-every", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 below: the same reductions; in this process, no second start-up
-    try:
-        assert main(_cli(assets, reference, *steps)[3:]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    uninterrupted_run(_cli(assets, reference, *steps))
 
     run = tmp_path / "killed"
     process = subprocess.Popen(_cli(assets, run, *steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
