@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pareto import SHARED, TASKS, call, default_teacher
+from pareto import SHARED, TASKS, call, default_teacher, settings
 from scipy.stats import spearmanr
 
 HELD_OUT_SEQUENCES = 256  # WikiText-2 valid sequences scored per student
@@ -44,8 +44,8 @@ def leaders(search: Path, top: int) -> list[dict]:
 
 
 @torch.no_grad()
-def held_out_scores(student_folder: Path, teacher, tokenizer, ids: torch.Tensor, masked: torch.Tensor,
-                    labels: torch.Tensor, teacher_states: torch.Tensor) -> dict:
+def held_out_scores(student_folder: Path, ids: torch.Tensor, masked: torch.Tensor, labels: torch.Tensor,
+                    teacher_states: torch.Tensor) -> dict:
     """Final hidden MSE to the teacher and masked-LM cross-entropy on held-out sequences, ids (N, T)."""
     from nasbert.modeling_nasbert import NasbertForMaskedLM
 
@@ -73,7 +73,7 @@ def refine_tail_loss(student_folder: Path, steps: int = 50) -> float | None:
 
 
 def held_out_batch(teacher_name: str, text: Path, seq_len: int):
-    """Teacher, tokenizer, and HELD_OUT_SEQUENCES packed sequences with fixed masks, plus the teacher's states."""
+    """HELD_OUT_SEQUENCES packed sequences (N, T), their fixed masks and labels, and the teacher's states (N, T, H)."""
     from transformers import AutoModel, AutoTokenizer
 
     from nasbert.common.masking import Masker
@@ -89,7 +89,7 @@ def held_out_batch(teacher_name: str, text: Path, seq_len: int):
     masked, labels = Masker(tokenizer, 0.15, seed=0).with_labels(ids)
     with torch.no_grad():
         states = torch.cat([teacher(ids[i:i + 32]).last_hidden_state for i in range(0, len(ids), 32)])
-    return teacher, tokenizer, ids, masked, labels, states
+    return ids, masked, labels, states
 
 
 def main() -> None:
@@ -110,13 +110,14 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--finetune-seq-len", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.set_defaults(smoke=False, supernet_steps=600)  # what pareto.settings reads besides the flags above
     args = parser.parse_args()
+    flags = settings(args)  # the refinement and fine-tuning flags of bench/pareto.py, so the two cannot drift
     work = Path(args.workdir).resolve()
     teacher_name = args.teacher or default_teacher()
     corpus = Path(args.corpus)
     log: dict = {}
-    refine = ["--refine-steps", str(args.refine_steps), "--refine-batch-size", str(args.refine_batch_size),
-              "--refine-seq-len", str(args.seq_len), "--save-every", "50", "--train-file", str(corpus / "train.txt")]
+    refine = [*flags["refine"], "--train-file", str(corpus / "train.txt")]
 
     # 1. every leader exported like the searched student (rank 1 is the pareto run's own export)
     candidates = []
@@ -140,10 +141,9 @@ def main() -> None:
                                "search_measured_ms": leader["measured_latency_ms"]})
 
     # 2. the post-refinement scores on held-out text
-    teacher, tokenizer, ids, masked, labels, states = held_out_batch(teacher_name, corpus / "valid.txt",
-                                                                     args.seq_len)
+    held_out = held_out_batch(teacher_name, corpus / "valid.txt", args.seq_len)
     for c in candidates:
-        c.update(held_out_scores(Path(c["folder"]), teacher, tokenizer, ids, masked, labels, states))
+        c.update(held_out_scores(Path(c["folder"]), *held_out))
         c["refine_tail_loss"] = refine_tail_loss(Path(c["folder"]))
         print(f"{c['budget']} rank {c['rank']} {c['arch']}: hidden MSE {c['final_hidden_mse']:.4f}, MLM CE "
               f"{c['mlm_ce']:.3f}, refine tail {c['refine_tail_loss']}", flush=True)
@@ -161,9 +161,7 @@ def main() -> None:
                                   teacher_name, "--train-file", str(data / "train.tsv"), "--validation-file",
                                   str(data / "dev.tsv"), "--output", str(output), "--seeds", str(args.seeds),
                                   "--lut", str(work / "lut.json"), "--report-to", "none", *TASKS[args.task]["flags"],
-                                  "--max-train-samples", str(args.finetune_train_samples), "--epochs",
-                                  str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--teacher-lr", "5e-5",
-                                  "--max-seq-len", str(args.finetune_seq_len), "--latency-rounds", "5"], log)
+                                  *flags["compare"]], log)
     rows = {Path(m["folder"]).name: m for m in json.loads((output / "compare.json").read_text())["models"]}
     for c in candidates:
         model = rows[Path(c["folder"]).name]
@@ -171,7 +169,7 @@ def main() -> None:
                  side_by_side_ms=model["measured_ms"])
     # 4. the same held-out scores for every student of the kept comparison: do they order the families too?
     others = [{"name": m["name"], "task_mean": m["mean"], "measured_ms": m["measured_ms"],
-               **held_out_scores(Path(m["folder"]), teacher, tokenizer, ids, masked, labels, states)}
+               **held_out_scores(Path(m["folder"]), *held_out)}
               for m in json.loads((kept / "compare.json").read_text())["models"] if m["family"] != "teacher"]
     report(work, candidates, others, args.task)
 
