@@ -193,11 +193,11 @@ def report(work: Path, candidates: list[dict], others: list[dict], task: str) ->
                          f"{c['side_by_side_ms']:.2f} | {c['task_mean']:.4f} [{c['task_min']:.4f}, "
                          f"{c['task_max']:.4f}] |")
         best = max(group, key=lambda c: c["task_mean"])
-        picks[budget] = {p: min(group, key=lambda c: c[p])["rank"] for p in PROXIES}
+        picked = {p: min(group, key=lambda c: c[p]) for p in PROXIES}  # each proxy's choice: its lowest
+        picks[budget] = {p: c["rank"] for p, c in picked.items()}
         lines.append("")
         lines.append(f"- {budget}: best on {task} is rank {best['rank']}; each proxy picks rank " + ", ".join(
-            f"{p} {r} ({min(group, key=lambda c: c[p])['task_mean'] - group[0]['task_mean']:+.4f} vs rank 1)"
-            for p, r in picks[budget].items()))
+            f"{p} {c['rank']} ({c['task_mean'] - group[0]['task_mean']:+.4f} vs rank 1)" for p, c in picked.items()))
         lines.append("")
     correlation = {p: float(spearmanr([c[p] for c in candidates], [-c["task_mean"] for c in candidates])[0])
                    for p in PROXIES}
