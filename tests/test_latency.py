@@ -190,6 +190,18 @@ def test_samples_are_seeded_and_disjoint(space):
     assert not set(map(str, first)) & set(map(str, other))
 
 
+def test_samples_spread_from_the_smallest_students_to_the_largest():
+    # a draw uniform over block candidates is nearly always deep; the calibration must see small students too
+    space = SearchSpace.tiny(widths=(16, 24, 32), head_dim=8)
+    archs = sample_archs(space, 12, seed=0)
+    depths = [[sum(op != "I" for op in block.ops) for block in arch] for arch in archs]
+    widths = [[block.width for block in arch] for arch in archs]
+    assert depths[0] == [1, 1] and widths[0] == [16, 16]  # level 1/24: one layer per block, the narrowest width
+    assert min(depths[-1]) >= space.layers_per_block - 1 and min(widths[-1]) >= 24  # level 23/24: deep and wide
+    assert sum(map(sum, depths[:6])) < sum(map(sum, depths[6:]))  # sizes grow with the level
+    assert len(set(map(str, archs))) == 12
+
+
 def test_accuracy_figures():
     figures = accuracy([11.0, 20.0, 27.0, 40.0], [10.0, 20.0, 30.0, 40.0])
     assert figures["mape_percent"] == pytest.approx(5.0)

@@ -40,3 +40,31 @@ def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, 
     assert "| 20.000 ms | uniform | uniform-20.0000ms | 21.000 (1.05) | 0.7950 [0.7900, 0.8000] | no |" in text
     verdicts = json.loads((tmp_path / "pareto.json").read_text())["verdicts"]
     assert "BELOW the best family (margin -0.0100)" in verdicts["sst2/20.0000"]
+
+
+def test_merge_compare_joins_runs_of_one_setting_and_refuses_another(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import merge_compare
+
+    conditions = {"device": "cpu", "threads": 2, "batch_size": 1, "seq_len": 128, "date": "d1"}
+
+    def run(name: str, models: list[dict], metric: str = "accuracy", date: str = "d1") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "compare.json").write_text(json.dumps(
+            {"metric": metric, "recipe": "finetune", "seeds": 2, "latency_note": f"{name} timing",
+             "latency_conditions": {**conditions, "date": date}, "models": models}))
+        return folder
+
+    first = run("halves", [_model("teacher", "teacher", None, 40.0, [0.80, 0.81]),
+                           _model("width-20ms", "width", 20.0, 19.0, [0.76, 0.77])])
+    later = run("eighths", [_model("teacher", "teacher", None, 41.0, [0.70, 0.71]),
+                            _model("width-5ms", "width", 5.0, 4.6, [0.72, 0.73])], date="d2")
+    payload = merge_compare.merged([first, later])
+    assert [m["name"] for m in payload["models"]] == ["teacher", "width-20ms", "width-5ms"]
+    assert payload["models"][0]["measured_ms"] == 40.0  # the teacher of the first run
+    assert payload["latency_note"] == "halves: halves timing; eighths: eighths timing"
+    other = run("pearson", [_model("width-5ms", "width", 5.0, 4.6, [0.3, 0.4])], metric="pearson")
+    with pytest.raises(SystemExit, match="another metric"):
+        merge_compare.merged([first, other])
+    sys.modules.pop("merge_compare", None)
