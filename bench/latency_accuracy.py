@@ -54,7 +54,8 @@ def main() -> None:
     cal = calibrate(table, args.calibration_samples, seed=1)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
     print(f"calibrated on {len(cal.archs)} students (seed 1) in {time.perf_counter() - start:.1f} s: "
-          f"constant {cal.constant_ms:+.3f} ms, {factors}; fit MAPE {cal.fit['fit_mape_percent']:.2f} %")
+          f"constant {cal.constant_ms:+.3f} ms, {cal.layer_ms:+.3f} ms per layer, {factors}; "
+          f"fit MAPE {cal.fit['fit_mape_percent']:.2f} %")
     print("  " + speed_note(cal.fit))
 
     result = validate(table, args.samples, seed=0)

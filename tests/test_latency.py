@@ -21,7 +21,7 @@ from nasbert.latency import (
     profile_space,
     sample_archs,
 )
-from nasbert.latency.lut import Entry, op_family
+from nasbert.latency.lut import Calibration, Entry, layer_count, op_family
 from nasbert.latency.measure import SpeedGauge, UsualSpeed, at_usual_speed
 from nasbert.registration import save_student
 from nasbert.student import build_student
@@ -161,16 +161,24 @@ def test_other_conditions_are_refused(table):
 
 
 def test_calibration_recovers_a_known_correction_and_round_trips(space, table, lut_file):
+    # layer times growing with width, as in a real space: at widths 16 and 32 a layer's time is nearly all fixed
+    # cost, where a family's factor and the per-layer term could not be told apart
+    wider = {op: {w: replace(e, median_ms=e.median_ms * (w / 16) ** 2) for w, e in by_width.items()}
+             for op, by_width in table.layers.items()}
+    table = replace(table, layers=wider, calibration=None, validation=None)
+    table.save(lut_file)
     archs = sample_archs(space, 40, seed=1)
     truth = {"projection": 1.5, "M": 1.2, "F": 0.9, "S": 1.1}
     measured = []
     for arch in archs:
         parts = table.components_ms(arch, ("pooler",))
-        measured.append(parts["embeddings"] + parts["heads"] + 0.05 + sum(truth[f] * parts[f] for f in table.families))
+        measured.append(parts["embeddings"] + parts["heads"] + 0.05 + 0.02 * layer_count(arch)
+                        + sum(truth[f] * parts[f] for f in table.families))
     cal = fit_calibration(table, archs, measured, ("pooler",), seed=1)
     assert cal.fit["fit_mape_percent"] < 0.5
     # the projections' sum barely varies in the tiny space (the constant can absorb it); the layers' does
     assert {f: cal.family_factor[f] for f in "MFS"} == pytest.approx({f: truth[f] for f in "MFS"}, abs=0.1)
+    assert cal.layer_ms == pytest.approx(0.02, abs=0.01)
     loaded = LatencyTable.load(lut_file)
     loaded.calibration = cal
     loaded.save(lut_file)
@@ -181,6 +189,24 @@ def test_calibration_recovers_a_known_correction_and_round_trips(space, table, l
         assert again.predict_ms(arch, calibrated=False) == pytest.approx(table.predict_ms(arch), rel=1e-5)
     with pytest.raises(LatencyTableError, match="not calibrated"):
         LatencyTable.from_json(table.to_json()).predict_ms(archs[0], calibrated=True)
+
+
+def test_search_and_shrinking_price_a_student_as_the_calibrated_table_does(space, table, tmp_path):
+    from nasbert.search.select import LatencyModel
+    from nasbert.train_supernet.shrink import block_latency_function
+
+    cal = Calibration(0.05, {"projection": 1.5, "M": 1.2, "F": 0.9, "S": 1.1}, layer_ms=0.02)
+    calibrated = replace(table, calibration=cal, validation=None)
+    calibrated.save(tmp_path / "lut.json")
+    model, shrink_block_ms = LatencyModel(calibrated), block_latency_function(str(tmp_path / "lut.json"), space)
+    for arch in sample_archs(space, 10, seed=4):
+        summed = (model.constant_ms + sum(model.block_ms(block) for block in arch)
+                  + sum(model.projection_ms(i, o) for i, o in space.projection_widths(arch)))
+        assert summed == pytest.approx(calibrated.predict_ms(arch))
+        without = replace(calibrated, calibration=replace(cal, layer_ms=0.0)).predict_ms(arch)
+        assert calibrated.predict_ms(arch) - without == pytest.approx(0.02 * layer_count(arch))
+        for block in arch:
+            assert shrink_block_ms(block) == pytest.approx(model.block_ms(block), rel=1e-4)
 
 
 def test_samples_are_seeded_and_disjoint(space):

@@ -153,7 +153,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
     table.save(args.lut)
     factors = ", ".join(f"{k} x{v:.3f}" for k, v in cal.family_factor.items())
-    print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, {factors}; "
+    print(f"calibrated on {len(cal.archs)} students (seed {cal.seed}): constant {cal.constant_ms:+.3f} ms, "
+          f"{cal.layer_ms:+.3f} ms per layer, {factors}; "
           f"fit MAPE {cal.fit['fit_mape_percent']:.2f} %, max {cal.fit['fit_max_abs_error_percent']:.2f} %; "
           f"wrote {args.lut}")
     print(speed_note(cal.fit))

@@ -22,7 +22,7 @@ precision) other than the table's. Tables without the runtime keys are torch tab
      "layers": {"M": {"128": {"median_ms": ..., ...}, ...}, "F": {...}, ...},
      "projections": {"768->128": {...}, "128->192": {...}, ...},
      "heads": {"pooler": {...}, "mlm": {...}, ...},
-     "calibration": {"constant_ms": ..., "family_factor": {"projection": ..., "M": ...}, ...},
+     "calibration": {"constant_ms": ..., "layer_ms": ..., "family_factor": {"projection": ..., "M": ...}, ...},
      "validation": {"raw": {"mape_percent": ..., ...}, "calibrated": {...}, ...}}
 """
 
@@ -66,6 +66,12 @@ MIN_PLAUSIBLE_MS = 1e-3  # no module of a student runs in under 1 us (a table in
 
 class LatencyTableError(UserError):
     """A table that cannot be used: unreadable, unit-less, for other conditions, or missing an entry."""
+
+
+def layer_count(arch: Arch | str) -> int:
+    """The real (non-identity) layers of an arch."""
+    arch = Arch.parse(arch) if isinstance(arch, str) else arch
+    return sum(len(block.active_ops) for block in arch)
 
 
 def op_family(op: str) -> str:
@@ -188,7 +194,8 @@ class Entry:
 
 @dataclass
 class Calibration:
-    """latency = embeddings + heads + constant_ms + sum over families of family_factor[f] * raw sum of f."""
+    """latency = embeddings + heads + constant_ms + sum over families of family_factor[f] * raw sum of f
+    + layer_ms * the arch's real (non-identity) layers."""
 
     constant_ms: float
     family_factor: dict[str, float]
@@ -196,9 +203,16 @@ class Calibration:
     archs: list[str] = field(default_factory=list)  # the students it was fitted on
     heads: tuple[str, ...] = ("pooler",)  # the heads those students ran
     fit: dict[str, float] = field(default_factory=dict)  # e.g. fit_mape_percent
+    # what a whole forward adds per layer beyond the layer's own table time (Python work, cache); 0 in tables
+    # calibrated before it existed
+    layer_ms: float = 0.0
+
+    def layer(self, op: str, raw_ms: float) -> float:
+        """The calibrated time of one real layer whose table entry is `raw_ms`."""
+        return self.family_factor.get(op_family(op), 1.0) * raw_ms + self.layer_ms
 
     def to_json(self) -> dict[str, Any]:
-        return {"constant_ms": round(self.constant_ms, 6),
+        return {"constant_ms": round(self.constant_ms, 6), "layer_ms": round(self.layer_ms, 6),
                 "family_factor": {k: round(v, 6) for k, v in self.family_factor.items()},
                 "seed": self.seed, "samples_count": len(self.archs), "heads": list(self.heads),
                 "archs": list(self.archs), **{k: _round(v) for k, v in self.fit.items()}}
@@ -215,8 +229,12 @@ class Calibration:
             raise LatencyTableError(f"{where} calibrates unknown op families {sorted(unknown)}; "
                                     f"known are {', '.join(known_families())}")
         fit = {k: float(v) for k, v in data.items() if k.endswith(("_percent", "_fraction", "_tau")) and _is_number(v)}
+        layer_ms = data.get("layer_ms", 0.0)
+        if not _is_number(layer_ms):
+            raise LatencyTableError(f"{where} has a calibration whose layer_ms is not a number; "
+                                    "run `nasbert latency calibrate` again")
         return cls(float(data["constant_ms"]), factors, int(data.get("seed", 0)), list(data.get("archs", [])),
-                   tuple(data.get("heads", ("pooler",))), fit)
+                   tuple(data.get("heads", ("pooler",))), fit, float(layer_ms))
 
 
 def _round(value: Any) -> Any:
@@ -382,7 +400,7 @@ class LatencyTable:
         if self.calibration is None:
             raise LatencyTableError(f"{self.source} is not calibrated; run `nasbert latency calibrate` first")
         cal = self.calibration
-        return (parts["embeddings"] + parts["heads"] + cal.constant_ms
+        return (parts["embeddings"] + parts["heads"] + cal.constant_ms + cal.layer_ms * layer_count(arch)
                 + sum(cal.family_factor.get(f, 1.0) * parts[f] for f in self.families))
 
     # ---- the file ---------------------------------------------------------------------------------------

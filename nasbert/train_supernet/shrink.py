@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from nasbert.latency.lut import LatencyTable, op_family
+from nasbert.latency.lut import Calibration, LatencyTable
 from nasbert.train_supernet.scoring import BlockScorer
 from search_space import Arch, BlockArch, SearchSpace
 
@@ -36,11 +36,10 @@ def block_latency_function(lut_path: str, space: SearchSpace) -> Callable[[Block
     """Latency of a block's layers (ms) from a latency table, with its calibration factors if it has them."""
     table = LatencyTable.load(lut_path)
     table.check_space(space)
-    factors = table.calibration.family_factor if table.calibration is not None else {}
+    calibration = table.calibration or Calibration(0.0, {})  # none: the raw sums
 
     def block_ms(block: BlockArch) -> float:
-        return sum(table.layer_entry(op, block.width).median_ms * factors.get(op_family(op), 1.0)
-                   for op in block.active_ops)
+        return sum(calibration.layer(op, table.layer_entry(op, block.width).median_ms) for op in block.active_ops)
 
     return block_ms
 
