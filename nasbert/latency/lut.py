@@ -42,7 +42,7 @@ import torch
 
 from nasbert.errors import UserError
 from nasbert.latency.runtimes import DTYPE_PRECISIONS, get_runtime, precision_for
-from search_space import Arch, SearchSpace, get_op
+from search_space import Arch, BlockArch, SearchSpace, get_op
 from search_space.ops import FAMILIES as OP_FAMILIES
 from search_space.ops import IDENTITY_NAME
 
@@ -384,6 +384,11 @@ class LatencyTable:
         for in_width, out_width in self.space.projection_widths(arch):
             parts[PROJECTION] += self.projection_entry(in_width, out_width).median_ms
         return parts
+
+    def block_ms(self, block: BlockArch) -> float:
+        """A block's real layers priced as `predict_ms` prices them: calibrated where the table is, else raw."""
+        calibration = self.calibration or Calibration(0.0, {})
+        return sum(calibration.layer(op, self.layer_entry(op, block.width).median_ms) for op in block.active_ops)
 
     def predict_ms(self, arch: Arch | str, heads: Iterable[str] = (), calibrated: bool | None = None,
                    conditions: Conditions | None = None) -> float:

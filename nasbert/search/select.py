@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nasbert.errors import UserError
-from nasbert.latency.lut import Calibration, LatencyTable, op_family
+from nasbert.latency.lut import LatencyTable, op_family
 from nasbert.search.config import SearchConfig
 from nasbert.search.recheck import recheck
 from nasbert.search.required import top_k_requiring
@@ -73,13 +73,11 @@ class LatencyModel:
 
     def __init__(self, table: LatencyTable):
         self.table = table
-        self.calibration = table.calibration or Calibration(0.0, {})  # none: the raw sums
-        self.factors = self.calibration.family_factor
-        self.constant_ms = table.embeddings.median_ms + self.calibration.constant_ms
+        self.factors = table.calibration.family_factor if table.calibration is not None else {}
+        self.constant_ms = table.embeddings.median_ms + (table.calibration.constant_ms if table.calibration else 0.0)
 
     def block_ms(self, block: BlockArch) -> float:
-        return sum(self.calibration.layer(op, self.table.layer_entry(op, block.width).median_ms)
-                   for op in block.active_ops)
+        return self.table.block_ms(block)
 
     def projection_ms(self, in_width: int, out_width: int) -> float:
         return self.table.projection_entry(in_width, out_width).median_ms * self.factors.get("projection", 1.0)

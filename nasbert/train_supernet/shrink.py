@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from nasbert.latency.lut import Calibration, LatencyTable
+from nasbert.latency.lut import LatencyTable
 from nasbert.train_supernet.scoring import BlockScorer
 from search_space import Arch, BlockArch, SearchSpace
 
@@ -36,12 +36,7 @@ def block_latency_function(lut_path: str, space: SearchSpace) -> Callable[[Block
     """Latency of a block's layers (ms) from a latency table, with its calibration factors if it has them."""
     table = LatencyTable.load(lut_path)
     table.check_space(space)
-    calibration = table.calibration or Calibration(0.0, {})  # none: the raw sums
-
-    def block_ms(block: BlockArch) -> float:
-        return sum(calibration.layer(op, table.layer_entry(op, block.width).median_ms) for op in block.active_ops)
-
-    return block_ms
+    return table.block_ms
 
 
 def assign_bins(params: np.ndarray, latency: np.ndarray, bins: int) -> np.ndarray:
