@@ -15,8 +15,8 @@ every number is configurable. Costs are computed from the spec and equal the bui
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,11 @@ class SearchSpace:
                       hidden_size=32, vocab_size=99, max_position_embeddings=64, seq_len=16)
         values.update(overrides)
         return cls(**values)
+
+    def with_widths(self, widths: Iterable[int]) -> SearchSpace:
+        """This space with more widths (each a multiple of the head dim): the grid refined for students that start
+        from the teacher, which keeps any number of its heads (the supernet trained only the space's own widths)."""
+        return replace(self, widths=tuple(sorted(set(self.widths) | {int(w) for w in widths})))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -4,6 +4,7 @@ family (or says in one sentence why none fits), and `nasbert compare` tabulates 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -11,15 +12,19 @@ import re
 import pytest
 import torch
 from tiny_assets import WORDS, make_corpus, make_tiny_teacher
+from transformers import AutoModel
 
 from nasbert.baselines.choose import SLACK, Priced, choose
 from nasbert.baselines.compare import changed_setting
+from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
+from nasbert.baselines.run import choose_row
 from nasbert.cli import main
 from nasbert.common.teacher import load_teacher, teacher_space
 from nasbert.export.inherit import build_inherited_student, teacher_layer_map
-from nasbert.latency import LatencyTable, profile_space
+from nasbert.latency import Entry, LatencyTable, LatencyTableError, profile_space
+from nasbert.latency.interpolate import with_widths
 from nasbert.latency.students import arch_timer
 from nasbert.train_supernet.config import TrainConfig
 from nasbert.train_supernet.recipe import train_supernet
@@ -220,6 +225,70 @@ def test_teacher_layers_default_to_evenly_spaced_in_each_block_and_are_checked()
         teacher_layer_map(arch, 2, [2, 3, 3])
     with pytest.raises(UserError, match="names 2 layers but the arch has 3 pairs"):
         teacher_layer_map(arch, 2, [0, 2])
+
+
+def _linear_table(lut: LatencyTable) -> LatencyTable:
+    """The tiny table with known times: every layer 0.1 ms per unit of width, projections 0.01 ms, embeddings
+    0.5 ms (so a family's members are easy to place around a budget)."""
+    layers = {op: {w: Entry(0.1 * w, 0.0, 1) for w in by_width} for op, by_width in lut.layers.items()}
+    return dataclasses.replace(lut, layers=layers, projections={k: Entry(0.01, 0.0, 1) for k in lut.projections},
+                               embeddings=Entry(0.5, 0.0, 1), calibration=None)
+
+
+def test_interpolated_widths_lie_on_the_line_between_the_profiled_ones(tiny):
+    lut = LatencyTable.load(tiny["lut"])
+    table = with_widths(lut, [24])
+    assert table.space.widths == (16, 24, 32) and lut.space.widths == (16, 32)
+    for op, by_width in lut.layers.items():
+        assert table.layers[op][24].median_ms == pytest.approx((by_width[16].median_ms + by_width[32].median_ms) / 2)
+        assert table.layers[op][24].runs_count == 0  # nothing was timed for it
+        assert all(table.layers[op][w] == by_width[w] for w in (16, 32))
+    p = lut.projections
+    assert table.projections[(24, 24)].median_ms == pytest.approx(
+        (p[(16, 16)].median_ms + p[(16, 32)].median_ms + p[(32, 16)].median_ms + p[(32, 32)].median_ms) / 4)
+    assert table.projections[(32, 24)].median_ms == pytest.approx((p[(32, 16)].median_ms + p[(32, 32)].median_ms) / 2)
+    narrow, mid, wide = (table.predict_ms(f"{w}:M,F,I,I/{w}:M,F,I,I") for w in (16, 24, 32))
+    assert narrow < mid < wide
+    with pytest.raises(LatencyTableError, match=r"cannot price op \S+ at width 40: it profiled widths 16\.\.32"):
+        with_widths(lut, [40])
+
+
+def test_the_width_family_refines_its_grid_when_no_member_at_the_space_widths_fits(tiny, tmp_path):
+    """Widths 16 (the space's, below the teacher's 32) measure 6.93 / 10.13 / 13.33 ms, all under the window of a
+    15.5 ms budget; the refined grid's 24-wide, three-pair members measure 14.93 ms: inside, chosen."""
+    table = _linear_table(LatencyTable.load(tiny["lut"]))
+
+    def time_arch(arch: str) -> float:  # a machine the table predicts exactly, at any width
+        return with_widths(table, [24]).predict_ms(arch)
+
+    config = BaselinesConfig(run="-", latency_budget=["15.5ms"], lut="-", output=str(tmp_path))
+    row = choose_row("width", "15.5ms", 15.5, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
+    assert row["arch"] in ("24:M,F,I,I/24:M,F,M,F", "24:M,F,M,F/24:M,F,I,I") and row["init"] == "etd-impt"
+    assert row["within_10_percent"] and row["measured_ms"] == pytest.approx(14.93)
+    assert row["note"].startswith("measured 14.930 ms (0.96 x the budget")
+    assert "; at widths 24 between the space's (none at the space's own: no width student measured within 10 % " \
+           "under the 15.500 ms budget: the closest, 16:M,F,M,F/16:M,F,M,F, measured 13.330 ms" in row["note"]
+
+    row = choose_row("width", "25ms", 25.0, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
+    assert row["arch"] is None and not row["within_10_percent"]  # the 24-wide grid tops out at 19.73 ms
+    assert "; nor at widths 24 between the space's: no width student measured within 10 % under" in row["note"]
+    config.keep_closest = True
+    row = choose_row("width", "25ms", 25.0, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
+    assert row["arch"] == "24:M,F,M,F/24:M,F,M,F" and row["measured_ms"] == pytest.approx(19.73)
+
+
+def test_a_student_from_the_teacher_exports_at_a_width_between_the_space_widths(tiny, tmp_path, capsys):
+    argv = ["export", str(tiny["run"]), "--arch", "24:M,F,I,I/24:M,F,M,F", "--no-measure", "--lut", str(tiny["lut"])]
+    assert main([*argv, "--init", "etd-impt", "--output", str(tmp_path / "etd")]) == 0
+    facts = json.loads((tmp_path / "etd" / "nasbert_export.json").read_text())
+    lut = with_widths(LatencyTable.load(tiny["lut"]), [24])
+    assert facts["predicted_latency_ms"] == pytest.approx(lut.predict_ms("24:M,F,I,I/24:M,F,M,F"))
+    model = AutoModel.from_pretrained(tmp_path / "etd", trust_remote_code=True)
+    assert model.config.arch == "24:M,F,I,I/24:M,F,M,F" and model.config.hidden_size == 32
+    capsys.readouterr()
+    assert main([*argv, "--init", "supernet", "--output", str(tmp_path / "sn")]) == 2  # the supernet never had it
+    assert "block 1 has width 24, which is not in the space's widths [16, 32]" in capsys.readouterr().err
+    assert not (tmp_path / "sn").exists()
 
 
 # ---- the commands ------------------------------------------------------------------------------------------------

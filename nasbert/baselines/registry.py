@@ -1,9 +1,10 @@
 """The baseline families: a registry of proposers, as `nasbert.finetune.distill.registry` holds the recipes.
 
 A family proposes every member it has in a run's space (`Family.propose(context)`, a list of `Member`s); the
-budget picks among them by the latency table's prediction and by measurement (`choose.py`). A new family is one
-`register(Family(...))` in a module imported by `families.py`. Light: no torch (the command line lists the
-families in `--help`).
+budget picks among them by the latency table's prediction and by measurement (`choose.py`); where none fits, a
+family with `refine` proposes members on a finer grid (the width family: widths between the space's). A new
+family is one `register(Family(...))` in a module imported by `families.py`. Light: no torch (the command line
+lists the families in `--help`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Family:
     name: str
     summary: str  # one line for --help
     propose: Callable[[ProposalContext], list[Member]]  # raises NoMembers
+    # members off the space's grid (widths between its widths), tried only when none of propose's fits
+    refine: Callable[[ProposalContext], list[Member]] | None = None
 
 
 FAMILIES: dict[str, Family] = {}

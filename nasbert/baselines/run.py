@@ -22,10 +22,11 @@ from pathlib import Path
 from nasbert.baselines.choose import Choice, Priced, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
-from nasbert.baselines.registry import NoMembers, ProposalContext
+from nasbert.baselines.registry import Member, NoMembers, ProposalContext
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions, RefineConfig
 from nasbert.export.pipeline import ExportRequest, export_facts, export_students
+from nasbert.latency.interpolate import with_widths
 from nasbert.latency.lut import LatencyTable
 from nasbert.latency.students import arch_timer
 from nasbert.search.budget import parse_latency_ms
@@ -98,6 +99,8 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
         return {**row, "note": f"no {family} student: {error}"}
     priced = list({str(m.arch): Priced(m, lut.predict_ms(m.arch)) for m in members}.values())
     choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
+    if choice.chosen is None and FAMILIES[family].refine is not None:
+        choice = refined_choice(family, choice, FAMILIES[family].refine(context), lut, timer, unmeasured, config)
     picked = choice.chosen or (choice.closest if config.keep_closest and _under(choice) else None)
     row.update(within_10_percent=choice.chosen is not None, note=choice.note)
     if picked is not None:
@@ -107,6 +110,31 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
                    teacher_layers=list(member.teacher_layers) if member.teacher_layers is not None else None,
                    folder=str(output / "students" / f"{family}-{name}"))
     return row
+
+
+def refined_choice(family: str, choice: Choice, members: list[Member], lut: LatencyTable, timer, unmeasured: str,
+                   config: BaselinesConfig) -> Choice:
+    """The choice among `members` (a family's finer grid, priced by the table interpolated at their widths) where
+    none of the space's own grid fits; else the first choice, its sentence saying the finer grid was tried too."""
+    closest = choice.closest  # unmeasured and over the budget: the grid's smallest, nothing of it was reachable
+    if not members or (closest is not None and closest.measured_ms is None and closest.predicted_ms > choice.budget_ms):
+        return choice  # the finer grid's members, all wider than the grid's smallest, are not reachable either
+    widths = sorted({b.width for m in members for b in m.arch} - set(lut.space.widths))
+    table = with_widths(lut, widths)
+    priced = list({str(m.arch): Priced(m, table.predict_ms(m.arch)) for m in members}.values())
+    finer = choose(family, priced, choice.budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
+    grid = f"widths {', '.join(map(str, widths))} between the space's"
+    if finer.chosen is not None:
+        return replace(finer, note=f"{finer.note}; at {grid} (none at the space's own: {choice.note})")
+    candidates = [c for c in (choice.closest, finer.closest) if c is not None]
+    budget = choice.budget_ms
+
+    def distance(p: Priced) -> tuple[bool, float]:
+        ms = p.measured_ms if p.measured_ms is not None else p.predicted_ms
+        return ms > budget, abs(ms - budget)
+
+    closest = min(candidates, key=distance) if candidates else None
+    return replace(choice, closest=closest, note=f"{choice.note}; nor at {grid}: {finer.note}")
 
 
 def _under(choice: Choice) -> bool:

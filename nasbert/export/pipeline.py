@@ -32,6 +32,7 @@ from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_inherited_student, initial_adapters, teacher_layer_map, teacher_order
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
+from nasbert.latency.interpolate import with_widths
 from nasbert.latency.lut import Conditions, LatencyTable
 from nasbert.modeling_nasbert import NasbertForMaskedLM, NasbertModel
 from nasbert.registration import save_student
@@ -146,12 +147,12 @@ def check_onnx_options(options: ExportOptions) -> None:
 
 def _export(run: Run, requests: list[ExportRequest], folders: list[Path], options: ExportOptions,
             write: bool) -> list[Path]:
-    space = run.space
-    for request in requests:
-        space.validate(request.arch)
+    space = student_space(run.space, requests, options.init)
     lut = LatencyTable.load(options.lut) if options.lut else None
     if lut is not None:
-        lut.check_space(space)
+        lut.check_space(run.space)
+        profiled = lut.space.widths  # widths off the grid between them are priced on the line between neighbours
+        lut = with_widths(lut, {w for w in space.widths if profiled[0] < w < profiled[-1]})
     teacher = run.load_teacher(with_mlm_head=True)
     requests = [_with_teacher_layers(request, options, teacher) for request in requests]
     if options.refine is not None:
@@ -194,15 +195,27 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     written = []
     for request, folder in zip(requests, folders):
         model = students[request.name].cpu().eval()
-        card = _card_facts(run, request, options, refined, lut, model)
+        card = _card_facts(run, space, request, options, refined, lut, model)
         threads = lut.conditions.threads if lut is not None else torch.get_num_threads()
         written.append(_write_folder(model, teacher.tokenizer, folder, card, options, texts, threads))
     return written
 
 
-def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refined, lut: LatencyTable | None,
-                model: NasbertForMaskedLM) -> dict:
-    space = run.space
+def student_space(space: SearchSpace, requests: list[ExportRequest], default_init: str) -> SearchSpace:
+    """The run's space, widened by the widths of students that start from the teacher (or scratch) at a multiple
+    of the head dim up to the teacher's width off the space's grid (the width family's refined grid: the teacher
+    keeps any number of heads); each request checked (ArchError) against it, a supernet or hybrid student against
+    the run's own space, whose widths alone the supernet trained."""
+    extra = {b.width for r in requests if (r.init or default_init) not in ("supernet", "hybrid") for b in r.arch
+             if b.width % space.head_dim == 0 and 0 < b.width <= space.hidden_size}
+    widened = space.with_widths(extra)
+    for request in requests:
+        (space if (request.init or default_init) in ("supernet", "hybrid") else widened).validate(request.arch)
+    return widened
+
+
+def _card_facts(run: Run, space: SearchSpace, request: ExportRequest, options: ExportOptions, refined,
+                lut: LatencyTable | None, model: NasbertForMaskedLM) -> dict:
     facts = {
         "name": request.name, "arch": str(request.arch), "teacher": run.config.teacher,
         "supernet_run": str(run.path), "supernet_data": run.config.train_files, "init": request.init or options.init,
@@ -221,8 +234,8 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
                            "final_losses": last, "run": str(refined.run_dir),
                            "notes": [n for n in refined.notes if not any(f"{o} " in n for o in refined.names
                                                                          if o != request.name)]}
-    if lut is not None:
-        facts["predicted_latency_ms"] = lut.predict_ms(request.arch)
+    if lut is not None:  # None for a width outside the table's range: such a student is only measured
+        facts["predicted_latency_ms"] = lut.predict_ms(request.arch) if _priced_widths(lut, request.arch) else None
         facts["latency_conditions"] = lut.conditions.to_json()
     elif request.search.get("predicted_latency_ms") is not None:
         facts["predicted_latency_ms"] = request.search["predicted_latency_ms"]
@@ -238,6 +251,10 @@ def _card_facts(run: Run, request: ExportRequest, options: ExportOptions, refine
                                                         gauge_reference_ms=gauge_reference_ms(lut), **served)
         facts["measured_conditions"] = conditions.to_json()
     return facts
+
+
+def _priced_widths(lut: LatencyTable, arch: Arch) -> bool:
+    return all(b.width in lut.space.widths for b in arch)
 
 
 def _bare_encoder(model: NasbertForMaskedLM) -> NasbertModel:

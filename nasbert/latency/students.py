@@ -23,7 +23,7 @@ from nasbert.latency.measure import (
 )
 from nasbert.modeling_nasbert import NasbertModel
 from nasbert.student import student_config
-from search_space import SearchSpace
+from search_space import Arch, SearchSpace
 
 
 @dataclass
@@ -94,7 +94,8 @@ def space_of(table: LatencyTable, config) -> SearchSpace:
 
 def arch_timer(table: LatencyTable, min_run_time_s: float = 1.0, rounds: int = 3) -> Callable[[str], float]:
     """arch -> ms of a bare NasbertModel of that arch (random weights: the time does not depend on them) timed end
-    to end under the table's conditions, in its runtime and precision, as `nasbert export` measures a student.
+    to end under the table's conditions, in its runtime and precision, as `nasbert export` measures a student;
+    any width the space's head dim divides (a refined grid), not only the table's.
     Refused (LatencyTableError or UserError, one sentence) where the table is not for this machine and settings
     or its runtime is not installed here."""
     c = table.conditions
@@ -102,7 +103,9 @@ def arch_timer(table: LatencyTable, min_run_time_s: float = 1.0, rounds: int = 3
 
     def time_arch(arch: str) -> float:
         torch.manual_seed(0)
-        model = NasbertModel(student_config(table.space, arch), add_pooling_layer=False)
+        parsed = Arch.parse(arch)  # any head-multiple width: timing needs no table entry for it
+        space = table.space.with_widths(b.width for b in parsed)
+        model = NasbertModel(student_config(space, parsed), add_pooling_layer=False)
         return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device, c.dtype, min_run_time_s, rounds,
                                 gauge_reference_ms(table), c.runtime, c.precision)
 
