@@ -183,24 +183,25 @@ def report(work: Path, candidates: list[dict], others: list[dict], task: str) ->
     lines = [f"# Re-ranking the search's measured leaders after refinement ({task}, mean [min, max] of seeds)", "",
              "| budget | rank | arch | search loss | hidden MSE | MLM CE | refine tail | measured ms | "
              f"{task} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    proxies = [p for p in PROXIES if all(c[p] is not None for c in candidates)]  # refine tail: refined leaders only
     picks = {}
     for fraction in sorted({c["fraction"] for c in candidates}, reverse=True):
         group = [c for c in candidates if c["fraction"] == fraction]
         budget = group[0]["budget"]
         for c in group:
             lines.append(f"| {budget} | {c['rank']} | `{c['arch']}` | {c['search_loss']:.4f} | "
-                         f"{c['final_hidden_mse']:.4f} | {c['mlm_ce']:.3f} | {c['refine_tail_loss']:.3f} | "
+                         f"{c['final_hidden_mse']:.4f} | {c['mlm_ce']:.3f} | {_score(c['refine_tail_loss'])} | "
                          f"{c['side_by_side_ms']:.2f} | {c['task_mean']:.4f} [{c['task_min']:.4f}, "
                          f"{c['task_max']:.4f}] |")
         best = max(group, key=lambda c: c["task_mean"])
-        picked = {p: min(group, key=lambda c: c[p]) for p in PROXIES}  # each proxy's choice: its lowest
+        picked = {p: min(group, key=lambda c: c[p]) for p in proxies}  # each proxy's choice: its lowest
         picks[budget] = {p: c["rank"] for p, c in picked.items()}
         lines.append("")
         lines.append(f"- {budget}: best on {task} is rank {best['rank']}; each proxy picks rank " + ", ".join(
             f"{p} {c['rank']} ({c['task_mean'] - group[0]['task_mean']:+.4f} vs rank 1)" for p, c in picked.items()))
         lines.append("")
     correlation = {p: float(spearmanr([c[p] for c in candidates], [-c["task_mean"] for c in candidates])[0])
-                   for p in PROXIES}
+                   for p in proxies}
     lines.append("Spearman correlation of each proxy with the task score over all leaders (+1: a lower proxy always "
                  "means a higher task score; -1: the reverse): "
                  + ", ".join(f"{p} {r:+.2f}" for p, r in correlation.items()))
@@ -215,6 +216,10 @@ def report(work: Path, candidates: list[dict], others: list[dict], task: str) ->
     (work / "rerank.json").write_text(json.dumps({"candidates": candidates, "picks": picks, "spearman": correlation,
                                                   "others": others, "spearman_others": across}, indent=1))
     print("\n".join(lines))
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: a leader exported without refinement
 
 
 if __name__ == "__main__":
