@@ -35,6 +35,11 @@ class Priced:
     def arch(self) -> str:
         return str(self.member.arch)
 
+    @property
+    def latency_ms(self) -> float:
+        """Measured where it was timed, else predicted."""
+        return self.measured_ms if self.measured_ms is not None else self.predicted_ms
+
 
 @dataclass
 class Choice:

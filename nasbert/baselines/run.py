@@ -127,22 +127,13 @@ def refined_choice(family: str, choice: Choice, members: list[Member], lut: Late
     if finer.chosen is not None:
         return replace(finer, note=f"{finer.note}; at {grid} (none at the space's own: {choice.note})")
     candidates = [c for c in (choice.closest, finer.closest) if c is not None]
-    budget = choice.budget_ms
-
-    def distance(p: Priced) -> tuple[bool, float]:
-        ms = p.measured_ms if p.measured_ms is not None else p.predicted_ms
-        return ms > budget, abs(ms - budget)
-
-    closest = min(candidates, key=distance) if candidates else None
+    budget = choice.budget_ms  # the nearest under the budget first, as `choose` names its closest
+    closest = min(candidates, key=lambda p: (p.latency_ms > budget, abs(p.latency_ms - budget)), default=None)
     return replace(choice, closest=closest, note=f"{choice.note}; nor at {grid}: {finer.note}")
 
 
 def _under(choice: Choice) -> bool:
-    closest = choice.closest
-    if closest is None:
-        return False
-    ms = closest.measured_ms if closest.measured_ms is not None else closest.predicted_ms
-    return ms <= choice.budget_ms
+    return choice.closest is not None and choice.closest.latency_ms <= choice.budget_ms
 
 
 def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOptions) -> None:

@@ -206,11 +206,12 @@ def student_space(space: SearchSpace, requests: list[ExportRequest], default_ini
     of the head dim up to the teacher's width off the space's grid (the width family's refined grid: the teacher
     keeps any number of heads); each request checked (ArchError) against it, a supernet or hybrid student against
     the run's own space, whose widths alone the supernet trained."""
-    extra = {b.width for r in requests if (r.init or default_init) not in ("supernet", "hybrid") for b in r.arch
+    from_supernet = {r.name: (r.init or default_init) in ("supernet", "hybrid") for r in requests}
+    extra = {b.width for r in requests if not from_supernet[r.name] for b in r.arch
              if b.width % space.head_dim == 0 and 0 < b.width <= space.hidden_size}
     widened = space.with_widths(extra)
     for request in requests:
-        (space if (request.init or default_init) in ("supernet", "hybrid") else widened).validate(request.arch)
+        (space if from_supernet[request.name] else widened).validate(request.arch)
     return widened
 
 
