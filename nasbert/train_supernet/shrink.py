@@ -33,7 +33,8 @@ class ShrinkConfig:
 
 
 def block_latency_function(lut_path: str, space: SearchSpace) -> Callable[[BlockArch], float]:
-    """Latency of a block's layers (ms) from a latency table, with its calibration factors if it has them."""
+    """Latency of a block's layers (ms) from a latency table, priced as `LatencyTable.block_ms` prices them (its
+    calibration's factors and per-layer term where it has one)."""
     table = LatencyTable.load(lut_path)
     table.check_space(space)
     return table.block_ms
