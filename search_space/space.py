@@ -84,6 +84,12 @@ class SearchSpace:
         from the teacher, which keeps any number of its heads (the supernet trained only the space's own widths)."""
         return replace(self, widths=tuple(sorted(set(self.widths) | {int(w) for w in widths})))
 
+    def with_ffn_ratio(self, ffn_ratio: int) -> SearchSpace:
+        """This space with another feed-forward ratio (inner ffn_ratio * width): the width family's narrower FFNs,
+        for students that start from the teacher (they keep its most important neurons; the supernet trained one
+        ratio)."""
+        return replace(self, ffn_ratio=int(ffn_ratio))
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("_ops", None)

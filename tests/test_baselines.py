@@ -19,12 +19,15 @@ from nasbert.baselines.compare import changed_setting
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
-from nasbert.baselines.run import choose_row
+from nasbert.baselines.run import choose_row, export_missing
+from nasbert.baselines.run import table as table_text
 from nasbert.cli import main
 from nasbert.common.teacher import load_teacher, teacher_space
+from nasbert.errors import UserError
+from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_inherited_student, teacher_layer_map
 from nasbert.latency import Entry, LatencyTable, LatencyTableError, profile_space
-from nasbert.latency.interpolate import with_widths
+from nasbert.latency.interpolate import with_ffn_ratio, with_widths
 from nasbert.latency.students import arch_timer
 from nasbert.train_supernet.config import TrainConfig
 from nasbert.train_supernet.recipe import train_supernet
@@ -88,7 +91,10 @@ def test_every_family_proposes_members_of_the_space_with_its_init(tiny):
 def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
     """Measured within 10 % under the budget (predicted at most SLACK x it), or the sentence that says none is."""
     lut = LatencyTable.load(tiny["lut"])
-    timer = arch_timer(lut, min_run_time_s=0.01, rounds=1)  # refused unless the table was made on this machine
+    time_arch = arch_timer(lut, min_run_time_s=0.01, rounds=1)  # refused unless the table was made on this machine
+
+    def timer(member: Member) -> float:
+        return time_arch(str(member.arch), member.ffn_ratio)
     priced = {family: _priced(family, tiny["space"], lut) for family in FAMILIES}
     budget = 1.05 * max(max(p.predicted_ms for p in members) for members in priced.values())
     for family, members in priced.items():
@@ -108,10 +114,15 @@ def _members(predicted: list[float]) -> list[Priced]:
     return [Priced(Member("uniform", Arch.parse(a), "supernet"), ms) for a, ms in zip(archs, predicted)]
 
 
+def _timer(measured: dict[str, float]):
+    """A machine that times each member as `measured` says (keyed by what sentences name it by)."""
+    return lambda member: measured[member.label]
+
+
 def test_the_largest_member_that_measures_within_10_percent_under_the_budget_wins():
     members = _members([9.9, 9.5, 9.2, 5.0])
     measured = {m.arch: ms for m, ms in zip(members, [10.4, 9.6, 9.3, 5.1])}
-    choice = choose("uniform", members, 10.0, measured.__getitem__, count=3)
+    choice = choose("uniform", members, 10.0, _timer(measured), count=3)
     assert choice.chosen is members[1]
     assert choice.note == "measured 9.600 ms (0.96 x the budget, the slower of two timings), predicted 9.500 ms"
 
@@ -122,9 +133,9 @@ def test_a_member_inside_the_window_on_one_lucky_timing_only_is_not_chosen():
                members[3].arch: [5.1]}  # the 9.5 ms member reads 9.6 once, then over the budget
     timed = []
 
-    def time_arch(arch: str) -> float:
-        timed.append(arch)
-        return timings[arch].pop(0)
+    def time_arch(member: Member) -> float:
+        timed.append(member.label)
+        return timings[member.label].pop(0)
 
     choice = choose("uniform", members, 10.0, time_arch, count=3)
     assert choice.chosen is members[2] and choice.chosen.measured_ms == 9.4  # the slower of 9.3 and 9.4
@@ -135,7 +146,7 @@ def test_a_member_inside_the_window_on_one_lucky_timing_only_is_not_chosen():
 def test_when_every_member_measured_is_over_the_prediction_is_tightened():
     members = _members([9.9, 9.8, 9.3, 8.8, 4.0])
     measured = {m.arch: 1.1 * m.predicted_ms for m in members}  # the table under-predicts by 10 %: 9.3 -> 10.23
-    choice = choose("uniform", members, 10.0, measured.__getitem__, count=2)
+    choice = choose("uniform", members, 10.0, _timer(measured), count=2)
     assert choice.chosen is members[3] and choice.chosen.measured_ms == pytest.approx(9.68)
 
 
@@ -143,9 +154,9 @@ def test_when_members_measure_under_the_window_those_predicted_over_the_budget_a
     members = _members([12.0, 11.0, 9.5, 8.0, 13.0])  # 13.0 is beyond SLACK x the budget: never timed
     timed = []
 
-    def time_arch(arch: str) -> float:  # the table over-predicts this family by 15 %: 11.0 -> 9.35
-        timed.append(arch)
-        return 0.85 * next(m.predicted_ms for m in members if m.arch == arch)
+    def time_arch(member: Member) -> float:  # the table over-predicts this family by 15 %: 11.0 -> 9.35
+        timed.append(member.label)
+        return 0.85 * next(m.predicted_ms for m in members if m.arch == member.label)
 
     choice = choose("uniform", members, 10.0, time_arch, count=1)
     assert choice.chosen is members[1] and choice.chosen.measured_ms == pytest.approx(9.35)
@@ -155,7 +166,7 @@ def test_when_members_measure_under_the_window_those_predicted_over_the_budget_a
 def test_a_budget_between_two_members_gets_one_sentence_naming_the_closest():
     members = _members([9.9, 6.0])
     measured = {m.arch: ms for m, ms in zip(members, [10.5, 6.3])}
-    choice = choose("uniform", members, 10.0, measured.__getitem__, count=3)
+    choice = choose("uniform", members, 10.0, _timer(measured), count=3)
     assert choice.chosen is None and choice.closest is members[1]
     assert choice.note == (f"no uniform student measured within 10 % under the 10.000 ms budget: the closest, "
                            f"{members[1].arch}, measured 6.300 ms (0.63 x the budget)")
@@ -219,8 +230,6 @@ def test_teacher_layers_default_to_evenly_spaced_in_each_block_and_are_checked()
     arch = Arch.parse("32:M,F,I,I/32:M,F,M,F")
     assert teacher_layer_map(arch, 2) == [[0], [2, 3]]
     assert teacher_layer_map(arch, 2, [1, 2, 3]) == [[1], [2, 3]]
-    from nasbert.errors import UserError
-
     with pytest.raises(UserError, match="block 1 of the arch keeps 1 of the teacher's layers 0..1"):
         teacher_layer_map(arch, 2, [2, 3, 3])
     with pytest.raises(UserError, match="names 2 layers but the arch has 3 pairs"):
@@ -258,8 +267,8 @@ def test_the_width_family_refines_its_grid_when_no_member_at_the_space_widths_fi
     15.5 ms budget; the refined grid's 24-wide, three-pair members measure 14.93 ms: inside, chosen."""
     table = _linear_table(LatencyTable.load(tiny["lut"]))
 
-    def time_arch(arch: str) -> float:  # a machine the table predicts exactly, at any width
-        return with_widths(table, [24]).predict_ms(arch)
+    def time_arch(member: Member) -> float:  # a machine the table predicts exactly, at any width
+        return with_widths(table, [24]).predict_ms(member.arch)
 
     config = BaselinesConfig(run="-", latency_budget=["15.5ms"], lut="-", output=str(tmp_path))
     row = choose_row("width", "15.5ms", 15.5, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
@@ -275,6 +284,77 @@ def test_the_width_family_refines_its_grid_when_no_member_at_the_space_widths_fi
     config.keep_closest = True
     row = choose_row("width", "25ms", 25.0, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
     assert row["arch"] == "24:M,F,M,F/24:M,F,M,F" and row["measured_ms"] == pytest.approx(19.73)
+
+
+def test_a_narrower_ffn_is_priced_by_its_flops_and_leaves_every_other_entry_alone(tiny):
+    lut = LatencyTable.load(tiny["lut"])
+    table = with_ffn_ratio(lut, 2)
+    assert table.space.ffn_ratio == 2 and lut.space.ffn_ratio == 4 and with_ffn_ratio(lut, 4) is lut
+    for op, by_width in lut.layers.items():
+        for w, entry in by_width.items():
+            share = 0.5 if op == "F" else 1.0  # the feed-forward's FLOPs halve; attention and convolutions keep theirs
+            assert table.layers[op][w].median_ms == pytest.approx(share * entry.median_ms)
+    assert table.projections == lut.projections and table.embeddings == lut.embeddings
+    assert table.predict_ms("16:M,F,I,I/16:M,F,I,I") < lut.predict_ms("16:M,F,I,I/16:M,F,I,I")
+    with pytest.raises(LatencyTableError, match="prices FFN ratios from 1 to its own 4, not 5"):
+        with_ffn_ratio(lut, 5)
+
+
+def test_the_width_family_tries_narrower_ffns_when_no_width_fits(tiny, tmp_path):
+    """An 18 ms budget: the space's 16-wide members measure up to 13.33 ms and the 24-wide ones 14.93 or 19.73, none
+    in [16.2, 18]; with an FFN ratio 3 (each F priced 3/4), 24 wide with two pairs per block measures 17.33: chosen."""
+    table = _linear_table(LatencyTable.load(tiny["lut"]))
+
+    def time_arch(member: Member) -> float:  # a machine the scaled table predicts exactly
+        return with_ffn_ratio(with_widths(table, [24]), member.ffn_ratio or 4).predict_ms(member.arch)
+
+    config = BaselinesConfig(run="-", latency_budget=["18ms"], lut="-", output=str(tmp_path))
+    row = choose_row("width", "18ms", 18.0, _context(tiny["space"]), table, time_arch, "", config, tmp_path)
+    assert (row["arch"], row["ffn_ratio"], row["init"]) == ("24:M,F,M,F/24:M,F,M,F", 3, "etd-impt")
+    assert row["within_10_percent"] and row["measured_ms"] == pytest.approx(17.33)
+    assert row["note"].startswith("measured 17.330 ms (0.96 x the budget")
+    assert "; at FFN ratios 3, 2, 1 (below the space's 4) (none at the space's own: no width student measured " \
+           "within 10 % under the 18.000 ms budget" in row["note"]
+    assert "; nor at widths 24 between the space's: no width student measured within 10 % under" in row["note"]
+    assert "`24:M,F,M,F/24:M,F,M,F` (FFN ratio 3)" in table_text([row])
+
+    export_missing(load_run(tiny["run"]), [row], tmp_path, ExportOptions(measure=False))  # as `baselines` exports it
+    facts = json.loads((tmp_path / "students" / "width-18ms" / "nasbert_export.json").read_text())
+    assert (facts["arch"], facts["ffn_ratio"], facts["init"]) == ("24:M,F,M,F/24:M,F,M,F", 3, "etd-impt")
+    with pytest.raises(UserError, match=r"holds 24:M,F,M,F/24:M,F,M,F \(FFN ratio 3\), not the chosen "
+                                        r"24:M,F,M,F/24:M,F,M,F; remove it"):
+        export_missing(load_run(tiny["run"]), [{**row, "ffn_ratio": None}], tmp_path, ExportOptions(measure=False))
+
+
+def test_a_student_with_a_narrower_ffn_keeps_the_teachers_most_important_neurons(tiny, tmp_path, capsys):
+    arch = "16:M,F,I,I/16:M,F,M,F"
+    argv = ["export", str(tiny["run"]), "--arch", arch, "--no-measure", "--lut", str(tiny["lut"])]
+    assert main([*argv, "--init", "etd-impt", "--output", str(tmp_path / "full")]) == 0
+    assert main([*argv, "--init", "etd-impt", "--ffn-ratio", "2", "--output", str(tmp_path / "narrow")]) == 0
+    facts = json.loads((tmp_path / "narrow" / "nasbert_export.json").read_text())
+    assert facts["ffn_ratio"] == 2 and "ffn_ratio" not in json.loads((tmp_path / "full" / "nasbert_export.json")
+                                                                       .read_text())
+    assert facts["predicted_latency_ms"] == pytest.approx(with_ffn_ratio(LatencyTable.load(tiny["lut"]), 2)
+                                                          .predict_ms(arch))
+    full = AutoModel.from_pretrained(tmp_path / "full", trust_remote_code=True).state_dict()
+    narrow = AutoModel.from_pretrained(tmp_path / "narrow", trust_remote_code=True)
+    assert narrow.config.ffn_ratio == 2
+    ffn = [k for k in narrow.state_dict() if ".intermediate.weight" in k]
+    assert len(ffn) == 3
+    for key in ffn:  # the first 2 * 16 of the full student's importance-ordered neurons, nothing else
+        assert narrow.state_dict()[key].shape == (32, 16)
+        assert torch.equal(narrow.state_dict()[key], full[key][:32])
+        out = key.replace(".intermediate.", ".output.")
+        assert torch.equal(narrow.state_dict()[out], full[out][:, :32])
+    capsys.readouterr()
+    assert main([*argv, "--init", "supernet", "--ffn-ratio", "2", "--output", str(tmp_path / "sn")]) == 2
+    assert "a narrower FFN (--ffn-ratio 2) is pruned from the teacher's neurons: use --init etd-impt or etd-rand " \
+           "or scratch, not supernet" in capsys.readouterr().err
+    assert main([*argv, "--init", "etd-impt", "--ffn-ratio", "4", "--output", str(tmp_path / "same")]) == 0
+    assert "ffn_ratio" not in json.loads((tmp_path / "same" / "nasbert_export.json").read_text())
+    assert main([*argv, "--init", "etd-impt", "--ffn-ratio", "6", "--output", str(tmp_path / "wide")]) == 2
+    assert "--ffn-ratio must be from 1 to 3 (below the space's 4), got 6" in capsys.readouterr().err
+    assert not (tmp_path / "sn").exists() and not (tmp_path / "wide").exists()
 
 
 def test_a_student_from_the_teacher_exports_at_a_width_between_the_space_widths(tiny, tmp_path, capsys):

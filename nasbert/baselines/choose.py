@@ -33,7 +33,8 @@ class Priced:
 
     @property
     def arch(self) -> str:
-        return str(self.member.arch)
+        """What sentences name it by, and what tells members apart: the arch (and a narrower FFN's ratio)."""
+        return self.member.label
 
     @property
     def latency_ms(self) -> float:
@@ -50,17 +51,17 @@ class Choice:
     closest: Priced | None = None  # where none fits: the member nearest the window (measured, else predicted)
 
 
-def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Callable[[str], float] | None,
+def choose(family: str, members: list[Priced], budget_ms: float, time_member: Callable[[Member], float] | None,
            count: int = 3, tightenings: int = 4,
            unmeasured: str = "the latency table is for another machine or settings") -> Choice:
     """The member of `members` (one family, priced) to compare at `budget_ms`; see the module docstring.
-    `unmeasured` says why, when `time_arch` is None."""
-    reachable = [m for m in members if m.predicted_ms <= (budget_ms if time_arch is None else SLACK * budget_ms)]
+    `unmeasured` says why, when `time_member` is None."""
+    reachable = [m for m in members if m.predicted_ms <= (budget_ms if time_member is None else SLACK * budget_ms)]
     if not reachable:
         smallest = min(members, key=lambda m: m.predicted_ms)
         return Choice(family, budget_ms, None, f"no {family} student is predicted within {budget_ms:.3f} ms: the "
                       f"smallest, {smallest.arch}, is predicted {smallest.predicted_ms:.3f} ms", smallest)
-    if time_arch is None:
+    if time_member is None:
         best = max(reachable, key=lambda m: m.predicted_ms)
         share = best.predicted_ms / budget_ms
         if share >= WINDOW:
@@ -77,9 +78,9 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
         if not batch:
             break
         for m in batch:
-            m.measured_ms = time_arch(m.arch)
+            m.measured_ms = time_member(m.member)
         measured += batch
-        best = _confirmed_best(measured, budget_ms, time_arch, confirmed)
+        best = _confirmed_best(measured, budget_ms, time_member, confirmed)
         if best is not None:
             share = best.measured_ms / budget_ms
             return Choice(family, budget_ms, best, f"measured {best.measured_ms:.3f} ms ({share:.2f} x the budget, "
@@ -91,7 +92,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_arch: Call
                   f"({closest.measured_ms / budget_ms:.2f} x the budget)", closest)
 
 
-def _confirmed_best(measured: list[Priced], budget_ms: float, time_arch: Callable[[str], float],
+def _confirmed_best(measured: list[Priced], budget_ms: float, time_member: Callable[[Member], float],
                     confirmed: set[str]) -> Priced | None:
     """The largest predicted member measured inside the window that a second timing keeps there (the slower of its
     two timings becomes its measurement); None when none is left."""
@@ -102,7 +103,7 @@ def _confirmed_best(measured: list[Priced], budget_ms: float, time_arch: Callabl
         best = max(inside, key=lambda m: m.predicted_ms)
         if best.arch in confirmed:
             return best
-        best.measured_ms = max(best.measured_ms, time_arch(best.arch))
+        best.measured_ms = max(best.measured_ms, time_member(best.member))
         confirmed.add(best.arch)
 
 

@@ -2,7 +2,8 @@
 
 A family proposes every member it has in a run's space (`Family.propose(context)`, a list of `Member`s); the
 budget picks among them by the latency table's prediction and by measurement (`choose.py`); where none fits, a
-family with `refine` proposes members on a finer grid (the width family: widths between the space's). A new
+family with `refine` proposes finer grids, tried in turn (the width family: widths between the space's, then
+narrower FFNs). A new
 family is one `register(Family(...))` in a module imported by `families.py`. Light: no torch (the command line
 lists the families in `--help`).
 """
@@ -19,12 +20,19 @@ from search_space import Arch, BlockArch, SearchSpace
 
 @dataclass(frozen=True)
 class Member:
-    """One student of a family: its arch, how `nasbert export` initialises it, and (depth) the teacher layers."""
+    """One student of a family: its arch, how `nasbert export` initialises it, (depth) the teacher layers, and (a
+    narrower FFN) its feed-forward ratio."""
 
     family: str
     arch: Arch
     init: str
     teacher_layers: tuple[int, ...] | None = None
+    ffn_ratio: int | None = None  # None: the space's
+
+    @property
+    def label(self) -> str:
+        """The arch, and the FFN ratio where it is not the space's: what a sentence names it by."""
+        return str(self.arch) if self.ffn_ratio is None else f"{self.arch} (FFN ratio {self.ffn_ratio})"
 
 
 @dataclass
@@ -47,8 +55,9 @@ class Family:
     name: str
     summary: str  # one line for --help
     propose: Callable[[ProposalContext], list[Member]]  # raises NoMembers
-    # members off the space's grid (widths between its widths), tried only when none of propose's fits
-    refine: Callable[[ProposalContext], list[Member]] | None = None
+    # finer grids off the space's (widths between its widths, narrower FFNs), each tried in turn, and only when
+    # none of the ones before it fits
+    refine: Callable[[ProposalContext], list[list[Member]]] | None = None
 
 
 FAMILIES: dict[str, Family] = {}

@@ -19,14 +19,14 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nasbert.baselines.choose import Choice, Priced, choose
+from nasbert.baselines.choose import SLACK, Choice, Priced, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, NoMembers, ProposalContext
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions, RefineConfig
 from nasbert.export.pipeline import ExportRequest, export_facts, export_students
-from nasbert.latency.interpolate import with_widths
+from nasbert.latency.interpolate import with_ffn_ratio, with_widths
 from nasbert.latency.lut import LatencyTable
 from nasbert.latency.students import arch_timer
 from nasbert.search.budget import parse_latency_ms
@@ -48,9 +48,12 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     timer, unmeasured = None, "--measure-top 0"
     if config.measure_top > 0:
         try:  # members are timed as export times a student: the table's conditions, runtime and precision
-            timer = arch_timer(lut, config.min_run_time, config.rounds)
+            time_arch = arch_timer(lut, config.min_run_time, config.rounds)
         except UserError as error:  # a table for another machine or runtime: its predictions stand
             unmeasured = str(error)
+        else:
+            def timer(member: Member) -> float:
+                return time_arch(str(member.arch), member.ffn_ratio)
     asked = {(name, family) for name in budgets for family in config.families}
     others = [row for key, row in kept.items() if key not in asked]  # earlier budgets and families stay listed
     rows = []
@@ -91,16 +94,18 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
     """The row of one family under one budget: its chosen member (or, with --keep-closest, the closest one under
     the budget), or the sentence saying why none fits."""
     row = {"budget": name, "latency_budget_ms": budget_ms, "family": family, "arch": None, "init": None,
-           "teacher_layers": None, "predicted_ms": None, "measured_ms": None, "within_10_percent": False,
-           "folder": None, "note": None}
+           "teacher_layers": None, "ffn_ratio": None, "predicted_ms": None, "measured_ms": None,
+           "within_10_percent": False, "folder": None, "note": None}
     try:
         members = FAMILIES[family].propose(context)
     except NoMembers as error:
         return {**row, "note": f"no {family} student: {error}"}
-    priced = list({str(m.arch): Priced(m, lut.predict_ms(m.arch)) for m in members}.values())
-    choice = choose(family, priced, budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
-    if choice.chosen is None and FAMILIES[family].refine is not None:
-        choice = refined_choice(family, choice, FAMILIES[family].refine(context), lut, timer, unmeasured, config)
+    choice = choose(family, priced(members, lut), budget_ms, timer, config.measure_top, config.tightenings,
+                    unmeasured)
+    for grid in FAMILIES[family].refine(context) if FAMILIES[family].refine is not None else []:
+        if choice.chosen is not None:
+            break
+        choice = refined_choice(family, choice, grid, lut, timer, unmeasured, config)
     picked = choice.chosen or (choice.closest if config.keep_closest and _under(choice) else None)
     row.update(within_10_percent=choice.chosen is not None, note=choice.note)
     if picked is not None:
@@ -108,28 +113,43 @@ def choose_row(family: str, name: str, budget_ms: float, context: ProposalContex
         row.update(arch=str(member.arch), init=member.init, predicted_ms=round(picked.predicted_ms, 6),
                    measured_ms=None if picked.measured_ms is None else round(picked.measured_ms, 6),
                    teacher_layers=list(member.teacher_layers) if member.teacher_layers is not None else None,
-                   folder=str(output / "students" / f"{family}-{name}"))
+                   ffn_ratio=member.ffn_ratio, folder=str(output / "students" / f"{family}-{name}"))
     return row
+
+
+def priced(members: list[Member], lut: LatencyTable) -> list[Priced]:
+    """Each member once, priced by the table: interpolated at widths between its own, scaled for a narrower FFN."""
+    table = with_widths(lut, {b.width for m in members for b in m.arch})
+    tables = {ratio: with_ffn_ratio(table, ratio) for ratio in {m.ffn_ratio for m in members} if ratio is not None}
+    return list({m.label: Priced(m, tables.get(m.ffn_ratio, table).predict_ms(m.arch)) for m in members}.values())
 
 
 def refined_choice(family: str, choice: Choice, members: list[Member], lut: LatencyTable, timer, unmeasured: str,
                    config: BaselinesConfig) -> Choice:
-    """The choice among `members` (a family's finer grid, priced by the table interpolated at their widths) where
-    none of the space's own grid fits; else the first choice, its sentence saying the finer grid was tried too."""
-    closest = choice.closest  # unmeasured and over the budget: the grid's smallest, nothing of it was reachable
-    if not members or (closest is not None and closest.measured_ms is None and closest.predicted_ms > choice.budget_ms):
-        return choice  # the finer grid's members, all wider than the grid's smallest, are not reachable either
-    widths = sorted({b.width for m in members for b in m.arch} - set(lut.space.widths))
-    table = with_widths(lut, widths)
-    priced = list({str(m.arch): Priced(m, table.predict_ms(m.arch)) for m in members}.values())
-    finer = choose(family, priced, choice.budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
-    grid = f"widths {', '.join(map(str, widths))} between the space's"
+    """The choice among `members` (one of a family's finer grids) where none of the grids before it fits; else the
+    choice so far, its sentence saying the finer grid was tried too. A grid none of whose members the table puts
+    within reach of the budget is passed over in silence (it has nothing to time)."""
+    grid_priced = priced(members, lut)
+    reach = choice.budget_ms * (SLACK if timer is not None else 1.0)
+    if not any(p.predicted_ms <= reach for p in grid_priced):
+        return choice
+    finer = choose(family, grid_priced, choice.budget_ms, timer, config.measure_top, config.tightenings, unmeasured)
+    grid = grid_text(members, lut)
     if finer.chosen is not None:
         return replace(finer, note=f"{finer.note}; at {grid} (none at the space's own: {choice.note})")
     candidates = [c for c in (choice.closest, finer.closest) if c is not None]
     budget = choice.budget_ms  # the nearest under the budget first, as `choose` names its closest
     closest = min(candidates, key=lambda p: (p.latency_ms > budget, abs(p.latency_ms - budget)), default=None)
     return replace(choice, closest=closest, note=f"{choice.note}; nor at {grid}: {finer.note}")
+
+
+def grid_text(members: list[Member], lut: LatencyTable) -> str:
+    """How a sentence names a finer grid: its FFN ratios, else its widths off the space's."""
+    ratios = sorted({m.ffn_ratio for m in members if m.ffn_ratio is not None}, reverse=True)
+    if ratios:
+        return f"FFN ratios {', '.join(map(str, ratios))} (below the space's {lut.space.ffn_ratio})"
+    widths = sorted({b.width for m in members for b in m.arch} - set(lut.space.widths))
+    return f"widths {', '.join(map(str, widths))} between the space's"
 
 
 def _under(choice: Choice) -> bool:
@@ -141,12 +161,13 @@ def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOpti
     wanted = [row for row in rows if row["folder"]]
     missing = []
     for row in wanted:
-        held = _arch_in(Path(row["folder"]))
+        held = _student_in(Path(row["folder"]))
+        chosen = Member(row["family"], Arch.parse(row["arch"]), row["init"], ffn_ratio=row.get("ffn_ratio")).label
         if held is None:
             missing.append(row)
-        elif held != row["arch"]:
-            raise UserError(f"{row['folder']} holds {held}, not the chosen {row['arch']}; remove it to export the "
-                            "choice again")
+        elif held != chosen:
+            raise UserError(f"{row['folder']} holds {held}, not the chosen {chosen}; remove it to export the choice "
+                            "again")
     if not missing:
         return
     names = [Path(row["folder"]).name for row in missing]
@@ -156,7 +177,8 @@ def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOpti
         _refuse_changed(refine)
         options = replace(options, refine=refine)
     requests = [ExportRequest(Path(row["folder"]).name, Arch.parse(row["arch"]), init=row["init"],
-                              teacher_layers=row["teacher_layers"]) for row in missing]
+                              teacher_layers=row["teacher_layers"], ffn_ratio=row.get("ffn_ratio"))
+                for row in missing]
     target = Path(missing[0]["folder"]) if len(missing) == 1 else output / "students"
     export_students(run, requests, target, options)
 
@@ -170,9 +192,14 @@ def _refuse_changed(refine: RefineConfig) -> None:
                             f" use the same options or remove it")
 
 
-def _arch_in(folder: Path) -> str | None:
-    config = folder / "config.json"
-    return json.loads(config.read_text()).get("arch") if config.is_file() else None
+def _student_in(folder: Path) -> str | None:
+    """The arch a student folder holds, with its FFN ratio where nasbert_export.json says it is not the space's."""
+    config, facts = folder / "config.json", folder / "nasbert_export.json"
+    if not config.is_file():
+        return None
+    arch = json.loads(config.read_text()).get("arch")
+    ratio = json.loads(facts.read_text()).get("ffn_ratio") if facts.is_file() else None
+    return arch if ratio is None else f"{arch} (FFN ratio {ratio})"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -200,7 +227,8 @@ def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig
 def table(rows: list[dict]) -> str:
     lines = ["| budget | family | arch | init | predicted ms | measured ms | note |", "|" + " --- |" * 7]
     for r in rows:
-        lines.append(f"| {r['budget']} | {r['family']} | {'`' + r['arch'] + '`' if r['arch'] else '-'} | "
+        ffn = f" (FFN ratio {r['ffn_ratio']})" if r.get("ffn_ratio") else ""
+        lines.append(f"| {r['budget']} | {r['family']} | {'`' + r['arch'] + '`' + ffn if r['arch'] else '-'} | "
                      f"{r['init'] or '-'}{' ' + str(r['teacher_layers']) if r['teacher_layers'] else ''} | "
                      f"{_ms(r['predicted_ms'])} | {_ms(r['measured_ms'])} | "
                      f"{r['note']} |")

@@ -17,7 +17,7 @@ from nasbert.export.config import ExportOptions, RefineConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, BaselinesConfig)
-    add_config_arguments(parser, ExportOptions, exclude=("init", "refine", "teacher_layers", "lut"),
+    add_config_arguments(parser, ExportOptions, exclude=("init", "refine", "teacher_layers", "ffn_ratio", "lut"),
                          title="export (as nasbert export; each family has its own --init)")
     parser.add_argument("--refine-steps", type=int, default=0, help="distillation steps from the teacher after "
                         "inheriting, as for a searched student (default 0: none; needs --train-file)")

@@ -79,6 +79,10 @@ class ExportOptions:
         "metavar": "LAYER", "help": "with --init teacher-layers: the teacher layers (0-based, increasing) the "
                                     "student's M,F pairs copy, each in its block's share of the teacher (default: "
                                     "evenly spaced in each block)"})
+    ffn_ratio: int | None = field(default=None, metadata={
+        "help": "a narrower feed-forward, inner FFN_RATIO * width (below the space's ratio), its neurons the teacher's "
+                "most important (--init etd-impt; etd-rand, scratch): the width-pruned teacher's finer grid, as "
+                "`nasbert baselines` chooses it (default: the space's ratio)"})
     embedding_size: int | None = field(default=None, metadata={
         "help": "E of the factorised embeddings (default: the teacher's hidden size)"})
     refine: RefineConfig | None = None  # distillation after inheriting (the --refine-* flags); None: none

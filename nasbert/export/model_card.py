@@ -31,7 +31,8 @@ def model_card(facts: dict) -> str:
         "tokenizer = AutoTokenizer.from_pretrained(FOLDER)",
         "```", "",
         "| | |", "| --- | --- |",
-        f"| architecture | `{facts['arch']}` |",
+        f"| architecture | `{facts['arch']}`"
+        + (f" with a narrower FFN (inner {facts['ffn_ratio']} x width)" if facts.get("ffn_ratio") else "") + " |",
         f"| parameters | {facts['params']:,} (embeddings + encoder) |",
         f"| FLOPs | {facts['flops'] / 1e9:.3f} G (batch 1 x seq 128) |",
         f"| embedding size | {facts['embedding_size']} |",

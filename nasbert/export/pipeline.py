@@ -32,7 +32,7 @@ from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_inherited_student, initial_adapters, teacher_layer_map, teacher_order
 from nasbert.export.model_card import model_card
 from nasbert.export.refine import refine
-from nasbert.latency.interpolate import with_widths
+from nasbert.latency.interpolate import with_ffn_ratio, with_widths
 from nasbert.latency.lut import Conditions, LatencyTable
 from nasbert.modeling_nasbert import NasbertForMaskedLM, NasbertModel
 from nasbert.registration import save_student
@@ -49,9 +49,12 @@ class ExportRequest:
     search: dict = field(default_factory=dict)  # the search.json entry it came from, if any
     init: str | None = None  # overrides ExportOptions.init (e.g. to compare inits under one refinement)
     teacher_layers: list[int] | None = None  # overrides ExportOptions.teacher_layers (init teacher-layers)
+    ffn_ratio: int | None = None  # overrides ExportOptions.ffn_ratio (a narrower FFN, students from the teacher)
 
 
 # A budget name as search writes it (BudgetResult.name): "5ms", "0.5ms-10M", "10M"; numbers as Python's :g.
+FFN_PRUNABLE = ("etd-impt", "etd-rand", "scratch")  # inits whose FFN may be narrower than the space's
+
 _NUMBER = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"
 BUDGET_NAME = re.compile(rf"{_NUMBER}ms(?:-{_NUMBER}M)?|{_NUMBER}M")
 
@@ -147,22 +150,22 @@ def check_onnx_options(options: ExportOptions) -> None:
 
 def _export(run: Run, requests: list[ExportRequest], folders: list[Path], options: ExportOptions,
             write: bool) -> list[Path]:
-    space = student_space(run.space, requests, options.init)
+    spaces = student_spaces(run.space, requests, options)
     lut = LatencyTable.load(options.lut) if options.lut else None
     if lut is not None:
         lut.check_space(run.space)
         profiled = lut.space.widths  # widths off the grid between them are priced on the line between neighbours
-        lut = with_widths(lut, {w for w in space.widths if profiled[0] < w < profiled[-1]})
+        lut = with_widths(lut, {w for s in spaces.values() for w in s.widths if profiled[0] < w < profiled[-1]})
     teacher = run.load_teacher(with_mlm_head=True)
     requests = [_with_teacher_layers(request, options, teacher) for request in requests]
     if options.refine is not None:
         check_seq_len(teacher, options.refine.seq_len, "--refine-seq-len")
-    e = options.embedding_size or space.hidden_size
+    e = options.embedding_size or run.space.hidden_size
     inits = {request.init or options.init for request in requests}
     orders = {}
     if "etd-rand" in inits:
         orders["etd-rand"] = random_order(teacher, run.config.seed)
-    if inits & {"etd-impt", "hybrid"} or ("supernet" in inits and e != space.hidden_size):
+    if inits & {"etd-impt", "hybrid"} or ("supernet" in inits and e != run.space.hidden_size):
         ids = run.dev_ids[: options.importance_batches * 8].to(run.device)
         orders["etd-impt"] = importance_order(teacher, list(ids.split(8)), teacher.tokenizer.mask_token_id,
                                               run.config.seed)
@@ -176,6 +179,7 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     for request in requests:
         init = request.init or options.init
         order = orders.get(init)
+        space = spaces[request.name]
         students[request.name] = build_inherited_student(init, space, request.arch, teacher, supernet=supernet,
                                                          order=order, teacher_mlm_head=teacher.mlm_head,
                                                          embedding_size=options.embedding_size,
@@ -195,24 +199,40 @@ def _export(run: Run, requests: list[ExportRequest], folders: list[Path], option
     written = []
     for request, folder in zip(requests, folders):
         model = students[request.name].cpu().eval()
-        card = _card_facts(run, space, request, options, refined, lut, model)
+        card = _card_facts(run, spaces[request.name], request, options, refined, lut, model)
         threads = lut.conditions.threads if lut is not None else torch.get_num_threads()
         written.append(_write_folder(model, teacher.tokenizer, folder, card, options, texts, threads))
     return written
 
 
-def student_space(space: SearchSpace, requests: list[ExportRequest], default_init: str) -> SearchSpace:
-    """The run's space, widened by the widths of students that start from the teacher (or scratch) at a multiple
-    of the head dim up to the teacher's width off the space's grid (the width family's refined grid: the teacher
-    keeps any number of heads); each request checked (ArchError) against it, a supernet or hybrid student against
-    the run's own space, whose widths alone the supernet trained."""
-    from_supernet = {r.name: (r.init or default_init) in ("supernet", "hybrid") for r in requests}
+def student_spaces(space: SearchSpace, requests: list[ExportRequest], options: ExportOptions
+                   ) -> dict[str, SearchSpace]:
+    """Per request, the space its student is built in: the run's, widened by the widths of students that start
+    from the teacher (or scratch) at a multiple of the head dim up to the teacher's width off the space's grid (the
+    width family's refined grid: the teacher keeps any number of heads), and at a narrower FFN ratio where one is
+    asked for (the teacher keeps any number of its neurons); each request checked (ArchError) against it. A
+    supernet or hybrid student keeps the run's own space, whose widths and ratio alone the supernet trained, and a
+    teacher-layers student the teacher's FFN, as it copies whole layers."""
+    init = {r.name: r.init or options.init for r in requests}
+    from_supernet = {name: i in ("supernet", "hybrid") for name, i in init.items()}
     extra = {b.width for r in requests if not from_supernet[r.name] for b in r.arch
              if b.width % space.head_dim == 0 and 0 < b.width <= space.hidden_size}
     widened = space.with_widths(extra)
+    spaces = {}
     for request in requests:
-        (space if from_supernet[request.name] else widened).validate(request.arch)
-    return widened
+        own = space if from_supernet[request.name] else widened
+        own.validate(request.arch)
+        ratio = request.ffn_ratio if request.ffn_ratio is not None else options.ffn_ratio
+        if ratio is not None and ratio != space.ffn_ratio:
+            if init[request.name] not in FFN_PRUNABLE:
+                raise UserError(f"a narrower FFN (--ffn-ratio {ratio}) is pruned from the teacher's neurons: use "
+                                f"--init {' or '.join(FFN_PRUNABLE)}, not {init[request.name]}")
+            if not 0 < ratio < space.ffn_ratio:
+                raise UserError(f"--ffn-ratio must be from 1 to {space.ffn_ratio - 1} (below the space's "
+                                f"{space.ffn_ratio}), got {ratio}")
+            own = own.with_ffn_ratio(ratio)
+        spaces[request.name] = own
+    return spaces
 
 
 def _card_facts(run: Run, space: SearchSpace, request: ExportRequest, options: ExportOptions, refined,
@@ -228,6 +248,8 @@ def _card_facts(run: Run, space: SearchSpace, request: ExportRequest, options: E
     }
     if request.teacher_layers is not None:
         facts["teacher_layers"] = request.teacher_layers
+    if space.ffn_ratio != run.space.ffn_ratio:
+        facts["ffn_ratio"] = space.ffn_ratio
     if refined is not None:
         last = _last_losses(refined.run_dir, request.name)
         facts["refine"] = {"steps": refined.config.steps, "data": refined.config.train_files,
@@ -236,7 +258,8 @@ def _card_facts(run: Run, space: SearchSpace, request: ExportRequest, options: E
                            "notes": [n for n in refined.notes if not any(f"{o} " in n for o in refined.names
                                                                          if o != request.name)]}
     if lut is not None:  # None for a width outside the table's range: such a student is only measured
-        facts["predicted_latency_ms"] = lut.predict_ms(request.arch) if _priced_widths(lut, request.arch) else None
+        priced = with_ffn_ratio(lut, space.ffn_ratio)  # a narrower FFN: its entries scaled by their FLOPs
+        facts["predicted_latency_ms"] = priced.predict_ms(request.arch) if _priced_widths(lut, request.arch) else None
         facts["latency_conditions"] = lut.conditions.to_json()
     elif request.search.get("predicted_latency_ms") is not None:
         facts["predicted_latency_ms"] = request.search["predicted_latency_ms"]

@@ -1,12 +1,14 @@
-"""Price widths a table did not profile, between two it did: a refined grid of widths for students that start from
-the teacher (`nasbert baselines` tries a width-pruned teacher at every head multiple between the space's widths
-when none of the space's own fits the budget).
+"""Price students a table did not profile: widths between two it did, and a narrower feed-forward ratio (`nasbert
+baselines` tries a width-pruned teacher at every head multiple between the space's widths, then with narrower FFNs,
+when none of the space's own grid fits the budget).
 
 An op at width w, lo < w < hi (the nearest profiled widths), costs the straight line between its two entries:
 (1 - t) * entry(lo) + t * entry(hi), t = (w - lo) / (hi - lo); a projection in -> out is interpolated the same way
-in each of its two widths that the table lacks (bilinear when both are new). Interpolated entries carry
-`runs_count` 0: nothing was timed for them. Widths outside the profiled range are refused (no extrapolation): the
-chooser still times every member it picks, so the interpolation only orders what to time first.
+in each of its two widths that the table lacks (bilinear when both are new). Widths outside the profiled range are
+refused (no extrapolation). At another FFN ratio each op's entry is scaled by its FLOPs at that ratio over its FLOPs
+at the profiled one (only the feed-forward's change: inner ratio * w); this under-prices the fixed per-call cost of
+a small FFN. Priced entries carry `runs_count` 0: nothing was timed for them. The chooser times every member it
+picks, so these prices only order what to time first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from nasbert.latency.lut import Entry, LatencyTable, LatencyTableError
+from search_space import get_op
 
 
 def with_widths(table: LatencyTable, widths: Iterable[int]) -> LatencyTable:
@@ -35,6 +38,26 @@ def with_widths(table: LatencyTable, widths: Iterable[int]) -> LatencyTable:
     widths_text = ", ".join(map(str, new))
     return replace(table, space=space, layers=layers, projections=projections,
                    source=f"{table.source} (widths {widths_text} interpolated)")
+
+
+def with_ffn_ratio(table: LatencyTable, ffn_ratio: int) -> LatencyTable:
+    """A copy of `table` priced for students whose feed-forward is ffn_ratio * w wide (each op scaled by its FLOPs)."""
+    space = table.space
+    if ffn_ratio == space.ffn_ratio:
+        return table
+    if not 0 < ffn_ratio < space.ffn_ratio:
+        raise LatencyTableError(f"{table.source} prices FFN ratios from 1 to its own {space.ffn_ratio}, not "
+                                f"{ffn_ratio}")
+
+    def scaled(op: str, w: int, entry: Entry) -> Entry:
+        spec = get_op(op)
+        profiled = spec.flops(w, space.head_dim, space.ffn_ratio, space.seq_len)
+        share = spec.flops(w, space.head_dim, ffn_ratio, space.seq_len) / profiled if profiled else 1.0
+        return entry if share == 1.0 else Entry(entry.median_ms * share, entry.iqr_ms * share, 0)
+
+    layers = {op: {w: scaled(op, w, e) for w, e in by_width.items()} for op, by_width in table.layers.items()}
+    return replace(table, space=space.with_ffn_ratio(ffn_ratio), layers=layers,
+                   source=f"{table.source} (FFN ratio {ffn_ratio} scaled)")
 
 
 def _between(w: int, by_width: dict[int, Entry], source: str, what: str) -> Entry:

@@ -92,19 +92,22 @@ def space_of(table: LatencyTable, config) -> SearchSpace:
                    max_position_embeddings=config.max_position_embeddings, type_vocab_size=config.type_vocab_size)
 
 
-def arch_timer(table: LatencyTable, min_run_time_s: float = 1.0, rounds: int = 3) -> Callable[[str], float]:
-    """arch -> ms of a bare NasbertModel of that arch (random weights: the time does not depend on them) timed end
-    to end under the table's conditions, in its runtime and precision, as `nasbert export` measures a student;
-    any width the space's head dim divides (a refined grid), not only the table's.
+def arch_timer(table: LatencyTable, min_run_time_s: float = 1.0, rounds: int = 3
+               ) -> Callable[[str, int | None], float]:
+    """(arch, FFN ratio or None for the space's) -> ms of a bare NasbertModel of that arch (random weights: the
+    time does not depend on them) timed end to end under the table's conditions, in its runtime and precision, as
+    `nasbert export` measures a student; any width the space's head dim divides (a refined grid), not only the
+    table's, and any FFN ratio.
     Refused (LatencyTableError or UserError, one sentence) where the table is not for this machine and settings
     or its runtime is not installed here."""
     c = table.conditions
     table.require(Conditions.current(c.device, c.threads, c.batch_size, c.seq_len, c.dtype, c.runtime, c.precision))
 
-    def time_arch(arch: str) -> float:
+    def time_arch(arch: str, ffn_ratio: int | None = None) -> float:
         torch.manual_seed(0)
         parsed = Arch.parse(arch)  # any head-multiple width: timing needs no table entry for it
         space = table.space.with_widths(b.width for b in parsed)
+        space = space if ffn_ratio is None else space.with_ffn_ratio(ffn_ratio)
         model = NasbertModel(student_config(space, parsed), add_pooling_layer=False)
         return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device, c.dtype, min_run_time_s, rounds,
                                 gauge_reference_ms(table), c.runtime, c.precision)
