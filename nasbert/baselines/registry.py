@@ -32,7 +32,12 @@ class Member:
     @property
     def label(self) -> str:
         """The arch, and the FFN ratio where it is not the space's: what a sentence names it by."""
-        return str(self.arch) if self.ffn_ratio is None else f"{self.arch} (FFN ratio {self.ffn_ratio})"
+        return f"{self.arch}{ffn_suffix(self.ffn_ratio)}"
+
+
+def ffn_suffix(ffn_ratio: int | None) -> str:
+    """' (FFN ratio N)' after an arch whose feed-forward is narrower than the space's; '' otherwise."""
+    return "" if ffn_ratio is None else f" (FFN ratio {ffn_ratio})"
 
 
 @dataclass

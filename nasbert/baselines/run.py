@@ -22,7 +22,7 @@ from pathlib import Path
 from nasbert.baselines.choose import SLACK, Choice, Priced, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
-from nasbert.baselines.registry import Member, NoMembers, ProposalContext
+from nasbert.baselines.registry import Member, NoMembers, ProposalContext, ffn_suffix
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions, RefineConfig
 from nasbert.export.pipeline import ExportRequest, export_facts, export_students
@@ -162,7 +162,7 @@ def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOpti
     missing = []
     for row in wanted:
         held = _student_in(Path(row["folder"]))
-        chosen = Member(row["family"], Arch.parse(row["arch"]), row["init"], ffn_ratio=row.get("ffn_ratio")).label
+        chosen = f"{row['arch']}{ffn_suffix(row.get('ffn_ratio'))}"
         if held is None:
             missing.append(row)
         elif held != chosen:
@@ -199,7 +199,7 @@ def _student_in(folder: Path) -> str | None:
         return None
     arch = json.loads(config.read_text()).get("arch")
     ratio = json.loads(facts.read_text()).get("ffn_ratio") if facts.is_file() else None
-    return arch if ratio is None else f"{arch} (FFN ratio {ratio})"
+    return f"{arch}{ffn_suffix(ratio)}"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -227,8 +227,8 @@ def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig
 def table(rows: list[dict]) -> str:
     lines = ["| budget | family | arch | init | predicted ms | measured ms | note |", "|" + " --- |" * 7]
     for r in rows:
-        ffn = f" (FFN ratio {r['ffn_ratio']})" if r.get("ffn_ratio") else ""
-        lines.append(f"| {r['budget']} | {r['family']} | {'`' + r['arch'] + '`' + ffn if r['arch'] else '-'} | "
+        arch = f"`{r['arch']}`{ffn_suffix(r.get('ffn_ratio'))}" if r["arch"] else "-"
+        lines.append(f"| {r['budget']} | {r['family']} | {arch} | "
                      f"{r['init'] or '-'}{' ' + str(r['teacher_layers']) if r['teacher_layers'] else ''} | "
                      f"{_ms(r['predicted_ms'])} | {_ms(r['measured_ms'])} | "
                      f"{r['note']} |")

@@ -52,9 +52,9 @@ class ExportRequest:
     ffn_ratio: int | None = None  # overrides ExportOptions.ffn_ratio (a narrower FFN, students from the teacher)
 
 
-# A budget name as search writes it (BudgetResult.name): "5ms", "0.5ms-10M", "10M"; numbers as Python's :g.
 FFN_PRUNABLE = ("etd-impt", "etd-rand", "scratch")  # inits whose FFN may be narrower than the space's
 
+# A budget name as search writes it (BudgetResult.name): "5ms", "0.5ms-10M", "10M"; numbers as Python's :g.
 _NUMBER = r"\d+(?:\.\d+)?(?:e[+-]\d+)?"
 BUDGET_NAME = re.compile(rf"{_NUMBER}ms(?:-{_NUMBER}M)?|{_NUMBER}M")
 
