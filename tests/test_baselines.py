@@ -106,7 +106,7 @@ def test_each_family_proposal_fits_its_budget_on_a_tiny_table(tiny):
         else:
             assert re.fullmatch(rf"no {family} student measured within 10 % under the [\d.]+ ms budget: the "
                                 r"closest, \S+, measured [\d.]+ ms \([\d.]+ x the budget\)", choice.note)
-            assert choice.closest.arch in choice.note
+            assert choice.closest.label in choice.note
 
 
 def _members(predicted: list[float]) -> list[Priced]:
@@ -121,7 +121,7 @@ def _timer(measured: dict[str, float]):
 
 def test_the_largest_member_that_measures_within_10_percent_under_the_budget_wins():
     members = _members([9.9, 9.5, 9.2, 5.0])
-    measured = {m.arch: ms for m, ms in zip(members, [10.4, 9.6, 9.3, 5.1])}
+    measured = {m.label: ms for m, ms in zip(members, [10.4, 9.6, 9.3, 5.1])}
     choice = choose("uniform", members, 10.0, _timer(measured), count=3)
     assert choice.chosen is members[1]
     assert choice.note == "measured 9.600 ms (0.96 x the budget, the slower of two timings), predicted 9.500 ms"
@@ -129,8 +129,8 @@ def test_the_largest_member_that_measures_within_10_percent_under_the_budget_win
 
 def test_a_member_inside_the_window_on_one_lucky_timing_only_is_not_chosen():
     members = _members([9.9, 9.5, 9.2, 5.0])
-    timings = {members[0].arch: [10.4], members[1].arch: [9.6, 10.3], members[2].arch: [9.3, 9.4],
-               members[3].arch: [5.1]}  # the 9.5 ms member reads 9.6 once, then over the budget
+    timings = {members[0].label: [10.4], members[1].label: [9.6, 10.3], members[2].label: [9.3, 9.4],
+               members[3].label: [5.1]}  # the 9.5 ms member reads 9.6 once, then over the budget
     timed = []
 
     def time_arch(member: Member) -> float:
@@ -140,12 +140,12 @@ def test_a_member_inside_the_window_on_one_lucky_timing_only_is_not_chosen():
     choice = choose("uniform", members, 10.0, time_arch, count=3)
     assert choice.chosen is members[2] and choice.chosen.measured_ms == 9.4  # the slower of 9.3 and 9.4
     assert members[1].measured_ms == 10.3
-    assert timed == [m.arch for m in members[:3]] + [members[1].arch, members[2].arch]
+    assert timed == [m.label for m in members[:3]] + [members[1].label, members[2].label]
 
 
 def test_when_every_member_measured_is_over_the_prediction_is_tightened():
     members = _members([9.9, 9.8, 9.3, 8.8, 4.0])
-    measured = {m.arch: 1.1 * m.predicted_ms for m in members}  # the table under-predicts by 10 %: 9.3 -> 10.23
+    measured = {m.label: 1.1 * m.predicted_ms for m in members}  # the table under-predicts by 10 %: 9.3 -> 10.23
     choice = choose("uniform", members, 10.0, _timer(measured), count=2)
     assert choice.chosen is members[3] and choice.chosen.measured_ms == pytest.approx(9.68)
 
@@ -156,27 +156,27 @@ def test_when_members_measure_under_the_window_those_predicted_over_the_budget_a
 
     def time_arch(member: Member) -> float:  # the table over-predicts this family by 15 %: 11.0 -> 9.35
         timed.append(member.label)
-        return 0.85 * next(m.predicted_ms for m in members if m.arch == member.label)
+        return 0.85 * next(m.predicted_ms for m in members if m.label == member.label)
 
     choice = choose("uniform", members, 10.0, time_arch, count=1)
     assert choice.chosen is members[1] and choice.chosen.measured_ms == pytest.approx(9.35)
-    assert timed == [members[2].arch, members[1].arch, members[1].arch]  # the winner timed twice
+    assert timed == [members[2].label, members[1].label, members[1].label]  # the winner timed twice
 
 
 def test_a_budget_between_two_members_gets_one_sentence_naming_the_closest():
     members = _members([9.9, 6.0])
-    measured = {m.arch: ms for m, ms in zip(members, [10.5, 6.3])}
+    measured = {m.label: ms for m, ms in zip(members, [10.5, 6.3])}
     choice = choose("uniform", members, 10.0, _timer(measured), count=3)
     assert choice.chosen is None and choice.closest is members[1]
     assert choice.note == (f"no uniform student measured within 10 % under the 10.000 ms budget: the closest, "
-                           f"{members[1].arch}, measured 6.300 ms (0.63 x the budget)")
+                           f"{members[1].label}, measured 6.300 ms (0.63 x the budget)")
 
 
 def test_a_budget_nothing_is_predicted_under_names_the_smallest_member():
     members = _members([3.0, 2.0])
     choice = choose("width", members, 1.0, None)
     assert choice.chosen is None
-    assert choice.note == f"no width student is predicted within 1.000 ms: the smallest, {members[1].arch}, is " \
+    assert choice.note == f"no width student is predicted within 1.000 ms: the smallest, {members[1].label}, is " \
                           "predicted 2.000 ms"
 
 

@@ -32,7 +32,7 @@ class Priced:
     measured_ms: float | None = None
 
     @property
-    def arch(self) -> str:
+    def label(self) -> str:
         """What sentences name it by, and what tells members apart: the arch (and a narrower FFN's ratio)."""
         return self.member.label
 
@@ -60,7 +60,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_member: Ca
     if not reachable:
         smallest = min(members, key=lambda m: m.predicted_ms)
         return Choice(family, budget_ms, None, f"no {family} student is predicted within {budget_ms:.3f} ms: the "
-                      f"smallest, {smallest.arch}, is predicted {smallest.predicted_ms:.3f} ms", smallest)
+                      f"smallest, {smallest.label}, is predicted {smallest.predicted_ms:.3f} ms", smallest)
     if time_member is None:
         best = max(reachable, key=lambda m: m.predicted_ms)
         share = best.predicted_ms / budget_ms
@@ -68,7 +68,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_member: Ca
             return Choice(family, budget_ms, best, f"predicted {best.predicted_ms:.3f} ms ({share:.2f} x the budget); "
                           f"not measured: {unmeasured}")
         return Choice(family, budget_ms, None, f"no {family} student is predicted within 10 % under {budget_ms:.3f} "
-                      f"ms: the closest, {best.arch}, is predicted {best.predicted_ms:.3f} ms ({share:.2f} x the "
+                      f"ms: the closest, {best.label}, is predicted {best.predicted_ms:.3f} ms ({share:.2f} x the "
                       "budget)", best)
     measured: list[Priced] = []
     confirmed: set[str] = set()  # archs timed twice
@@ -88,7 +88,7 @@ def choose(family: str, members: list[Priced], budget_ms: float, time_member: Ca
         ratio = statistics.median(m.measured_ms / m.predicted_ms for m in measured)
     closest = min(measured, key=lambda m: (m.measured_ms > budget_ms, abs(m.measured_ms - budget_ms)))
     return Choice(family, budget_ms, None, f"no {family} student measured within 10 % under the {budget_ms:.3f} ms "
-                  f"budget: the closest, {closest.arch}, measured {closest.measured_ms:.3f} ms "
+                  f"budget: the closest, {closest.label}, measured {closest.measured_ms:.3f} ms "
                   f"({closest.measured_ms / budget_ms:.2f} x the budget)", closest)
 
 
@@ -101,10 +101,10 @@ def _confirmed_best(measured: list[Priced], budget_ms: float, time_member: Calla
         if not inside:
             return None
         best = max(inside, key=lambda m: m.predicted_ms)
-        if best.arch in confirmed:
+        if best.label in confirmed:
             return best
         best.measured_ms = max(best.measured_ms, time_member(best.member))
-        confirmed.add(best.arch)
+        confirmed.add(best.label)
 
 
 def _next_to_time(members: list[Priced], measured: list[Priced], ratio: float, budget_ms: float,
