@@ -4,9 +4,11 @@ The search ranks its leaders by block-wise loss before any distillation. This be
 measured leaders (the search's top K that measured within the budget), exports every one the way the searched
 student is exported (ETD-Impt init, the same refinement), then asks two questions:
 
- 1. does a post-refinement score, computed on held-out text, rank the leaders the way their fine-tuned task
-    scores do? Scores: the final hidden-state MSE to the teacher, the masked-LM cross-entropy of the student's
-    head (fixed masks), and the refinement's own training loss over its last 50 steps;
+ 1. does a post-refinement score rank the leaders the way their fine-tuned task scores (on the dev set) do?
+    Scores: the final hidden-state MSE to the teacher and the masked-LM cross-entropy of the student's head
+    (fixed masks), both on held-out text; the refinement's own training loss over its last 50 steps; and the
+    task score itself on held-out *training* rows (--held-out-rows, rows that none of the seeds' fine-tuning
+    subsets drew, so picking by it never looks at the dev set), of the same fine-tunes;
  2. would picking the best leader by that score beat the search's rank 1 on the task?
 
 It runs inside a finished `bench/pareto.py` workdir (its supernet, table, searches, exported rank-1 students and
@@ -36,11 +38,25 @@ HELD_OUT_SEQUENCES = 256  # WikiText-2 valid sequences scored per student
 
 
 def leaders(search: Path, top: int) -> list[dict]:
-    """The search's first `top` leaders that measured within their budget, in the search's order (rank 1 first)."""
+    """The search's first `top` leaders within their budget, in the search's order (rank 1 first): measured within
+    it, or (a leader the search did not time) predicted within it; the comparison times every one side by side."""
     (budget,) = json.loads(search.read_text())["budgets"]
     kept = [dict(c, rank=i + 1) for i, c in enumerate(budget["top_k"])
-            if c.get("measured_latency_ms") and c["measured_latency_ms"] <= budget["latency_budget_ms"]]
+            if (c.get("measured_latency_ms") or c["predicted_latency_ms"]) <= budget["latency_budget_ms"]]
     return kept[:top]
+
+
+def held_out_task_error(runs: Path, name: str, table: Path) -> float:
+    """1 - the held-out task score (accuracy, or Pearson) of a model's fine-tunes (runs/NAME/seedK), averaged over
+    its seeds: lower is better, like the other proxies."""
+    from nasbert.baselines.held_out import held_out_score
+    from nasbert.baselines.report import run_settings
+
+    errors = []
+    for run in sorted((runs / name).glob("seed*")):
+        ran = run_settings(run)["options"]
+        errors.append(1.0 - held_out_score(run, table, ran["text_columns"], ran["label_column"], ran["max_seq_len"])[0])
+    return float(np.mean(errors))
 
 
 @torch.no_grad()
@@ -110,6 +126,8 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--finetune-seq-len", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--held-out-rows", type=int, default=2000,
+                        help="training rows no seed fine-tuned on, scored by each fine-tuned leader")
     parser.set_defaults(smoke=False, supernet_steps=600)  # what pareto.settings reads besides the flags above
     args = parser.parse_args()
     flags = settings(args)  # the refinement and fine-tuning flags of bench/pareto.py, so the two cannot drift
@@ -167,22 +185,31 @@ def main() -> None:
         model = rows[Path(c["folder"]).name]
         c.update(task_mean=model["mean"], task_min=model["min"], task_max=model["max"],
                  side_by_side_ms=model["measured_ms"])
-    # 4. the same held-out scores for every student of the kept comparison: do they order the families too?
+    # 4. the task score of the same fine-tunes on training rows none of them saw
+    from nasbert.baselines.held_out import held_out_rows
+
+    table = work / f"held-out-{args.task}.tsv"
+    if not table.exists():
+        held_out_rows(data / "train.tsv", args.finetune_train_samples, args.seeds, args.held_out_rows, table)
+    for c in candidates:
+        c["held_out_task_error"] = held_out_task_error(output / "runs", Path(c["folder"]).name, table)
+    # 5. the same held-out scores for every student of the kept comparison: do they order the families too?
     others = [{"name": m["name"], "task_mean": m["mean"], "measured_ms": m["measured_ms"],
-               **held_out_scores(Path(m["folder"]), *held_out)}
+               **held_out_scores(Path(m["folder"]), *held_out),
+               "held_out_task_error": held_out_task_error(kept / "runs", m["name"], table)}
               for m in json.loads((kept / "compare.json").read_text())["models"] if m["family"] != "teacher"]
     report(work, candidates, others, args.task)
 
 
-PROXIES = ("search_loss", "final_hidden_mse", "mlm_ce", "refine_tail_loss")  # lower is better, each
+PROXIES = ("search_loss", "final_hidden_mse", "mlm_ce", "refine_tail_loss", "held_out_task_error")  # lower: better
 
 
 def report(work: Path, candidates: list[dict], others: list[dict], task: str) -> None:
     """rerank.md / rerank.json: per budget, each leader's scores; what each proxy would pick; rank agreement;
     the held-out scores of every student of the kept comparison."""
     lines = [f"# Re-ranking the search's measured leaders after refinement ({task}, mean [min, max] of seeds)", "",
-             "| budget | rank | arch | search loss | hidden MSE | MLM CE | refine tail | measured ms | "
-             f"{task} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| budget | rank | arch | search loss | hidden MSE | MLM CE | refine tail | held-out error | "
+             f"measured ms | {task} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     proxies = [p for p in PROXIES if all(c[p] is not None for c in candidates)]  # refine tail: refined leaders only
     picks = {}
     for fraction in sorted({c["fraction"] for c in candidates}, reverse=True):
@@ -191,8 +218,8 @@ def report(work: Path, candidates: list[dict], others: list[dict], task: str) ->
         for c in group:
             lines.append(f"| {budget} | {c['rank']} | `{c['arch']}` | {c['search_loss']:.4f} | "
                          f"{c['final_hidden_mse']:.4f} | {c['mlm_ce']:.3f} | {_score(c['refine_tail_loss'])} | "
-                         f"{c['side_by_side_ms']:.2f} | {c['task_mean']:.4f} [{c['task_min']:.4f}, "
-                         f"{c['task_max']:.4f}] |")
+                         f"{c['held_out_task_error']:.4f} | {c['side_by_side_ms']:.2f} | "
+                         f"{c['task_mean']:.4f} [{c['task_min']:.4f}, {c['task_max']:.4f}] |")
         best = max(group, key=lambda c: c["task_mean"])
         picked = {p: min(group, key=lambda c: c[p]) for p in proxies}  # each proxy's choice: its lowest
         picks[budget] = {p: c["rank"] for p, c in picked.items()}
@@ -206,11 +233,13 @@ def report(work: Path, candidates: list[dict], others: list[dict], task: str) ->
                  "means a higher task score; -1: the reverse): "
                  + ", ".join(f"{p} {r:+.2f}" for p, r in correlation.items()))
     lines += ["", f"Every student of the kept comparison (all families), held-out scores against {task}:", "",
-              f"| student | measured ms | hidden MSE | MLM CE | {task} |", "| --- | --- | --- | --- | --- |"]
+              f"| student | measured ms | hidden MSE | MLM CE | held-out error | {task} |",
+              "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {o['name']} | {o['measured_ms']:.2f} | {o['final_hidden_mse']:.4f} | {o['mlm_ce']:.3f} | "
-              f"{o['task_mean']:.4f} |" for o in sorted(others, key=lambda o: o["final_hidden_mse"])]
+              f"{o['held_out_task_error']:.4f} | {o['task_mean']:.4f} |"
+              for o in sorted(others, key=lambda o: o["final_hidden_mse"])]
     across = {p: float(spearmanr([o[p] for o in others], [-o["task_mean"] for o in others])[0])
-              for p in ("final_hidden_mse", "mlm_ce")}
+              for p in ("final_hidden_mse", "mlm_ce", "held_out_task_error")}
     lines.append("\nSpearman over them (the same sign): " + ", ".join(f"{p} {r:+.2f}" for p, r in across.items()))
     (work / "rerank.md").write_text("\n".join(lines) + "\n")
     (work / "rerank.json").write_text(json.dumps({"candidates": candidates, "picks": picks, "spearman": correlation,

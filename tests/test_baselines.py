@@ -8,6 +8,7 @@ import dataclasses
 import json
 import random
 import re
+import shutil
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from nasbert.baselines.choose import SLACK, Priced, choose
 from nasbert.baselines.compare import changed_setting
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
+from nasbert.baselines.held_out import held_out_score
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
 from nasbert.baselines.run import choose_row, export_missing
 from nasbert.baselines.run import table as table_text
@@ -26,6 +28,7 @@ from nasbert.common.teacher import load_teacher, teacher_space
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions
 from nasbert.export.inherit import build_inherited_student, teacher_layer_map
+from nasbert.finetune.task import read_table, subsample
 from nasbert.latency import Entry, LatencyTable, LatencyTableError, profile_space
 from nasbert.latency.interpolate import with_ffn_ratio, with_widths
 from nasbert.latency.students import arch_timer
@@ -434,9 +437,56 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert main(changed) == 2
     assert "was trained with --lr 0.001, not 0.002 as now; give another --output" in capsys.readouterr().err
 
+    # --held-out-rows: two candidates of one budget (the width student, and a copy of it marked as a search's
+    # leader) scored on training rows no seed drew; the better one there is picked
+    candidates = []
+    for name in ("leader-a", "leader-b"):
+        folder = tmp_path / name
+        shutil.copytree(out / "students" / f"width-{rows[0]['budget']}", folder)
+        facts = json.loads((folder / "nasbert_export.json").read_text())
+        (folder / "nasbert_export.json").write_text(json.dumps({**facts, "search": {"budget": rows[0]["budget"]}}))
+        candidates.append(str(folder))
+    held = ["compare", "--students", *candidates, "--teacher", str(tmp_path / "cmp" / "runs" / "teacher" / "seed0"),
+            "--train-file", str(tiny["train"]), "--validation-file", str(tiny["dev"]), "--output",
+            str(tmp_path / "held"), "--seeds", "2", "--max-train-samples", "16", "--held-out-rows", "10",
+            "--max-steps", "2", "--batch-size", "8", "--lr", "1e-3", "--report-to", "none", "--device", "cpu",
+            "--latency-rounds", "1", "--latency-min-run-time", "0.02", "--latency-seq-len", "32"]
+    assert main(held) == 0
+    result = json.loads((tmp_path / "held" / "compare.json").read_text())
+    assert result["held_out"] == {"rows": 10, "metric": "accuracy"}
+    leaders = [r for r in result["models"] if r["family"] == "searched"]
+    picked = [r for r in leaders if r.get("picked")]
+    assert len(leaders) == 2 and len(picked) == 1 and picked[0]["held_out"] == max(r["held_out"] for r in leaders)
+    assert "held_out" not in next(r for r in result["models"] if r["family"] == "teacher")
+    table = tmp_path / "held" / "held-out.tsv"
+    runs = tmp_path / "held" / "runs" / "leader-b"
+    again = [held_out_score(runs / f"seed{k}", table, ["sentence"], "label", 128)[0] for k in (0, 1)]
+    assert next(r for r in leaders if r["name"] == "leader-b")["held_out"] == pytest.approx(sum(again) / 2)
+    train_rows = read_table(str(tiny["train"]), "training")
+    drawn = {s for seed in (0, 1) for s in subsample(train_rows, 16, seed)["sentence"]}
+    free = set(read_table(str(table), "held-out")["sentence"])
+    assert len(free) == 10 and not free & drawn
+    assert f"| {picked[0]['name']} (picked) | searched |" in (tmp_path / "held" / "compare.md").read_text()
+
 
 def test_a_kept_run_differing_in_a_training_setting_or_its_default_is_named():
     held = {"epochs": 1.0, "lr": 3e-4, "max_train_samples": 2000, "text_columns": ["sentence"], "seed": 4}
     assert changed_setting(held, {"epochs": 1, "lr": 0.0003, "max_train_samples": 2000, "seed": 0}, False) is None
     assert changed_setting(held, {"epochs": 2.0, "lr": 3e-4}, False) == "--epochs 1.0, not 2.0 as now"
     assert changed_setting(held, {"lr": 3e-4}, False) == "--epochs 1.0, not 3.0 as now"  # the default, 3 epochs
+
+
+def test_held_out_rows_refuse_a_training_file_every_seed_draws_whole(tiny, tmp_path):
+    from nasbert.baselines.held_out import held_out_rows
+
+    with pytest.raises(UserError, match="the fine-tunes draw every row of .*give --max-train-samples below"):
+        held_out_rows(tiny["train"], None, 3, 10, tmp_path / "held-out.tsv")
+    assert not (tmp_path / "held-out.tsv").exists()  # nothing half-written
+    free = held_out_rows(tiny["train"], 10, 3, 100, tmp_path / "held-out.tsv")  # 48 rows, 3 seeds draw up to 30
+    assert 18 <= free < 48 and len((tmp_path / "held-out.tsv").read_text().splitlines()) == free + 1
+
+
+def test_compare_refuses_a_negative_held_out_row_count(tmp_path, capsys):
+    assert main(["compare", "--students", str(tmp_path), "--teacher", str(tmp_path), "--train-file", "t.tsv",
+                 "--validation-file", "d.tsv", "--output", str(tmp_path / "out"), "--held-out-rows", "-1"]) == 2
+    assert "--held-out-rows must be 0 or more" in capsys.readouterr().err

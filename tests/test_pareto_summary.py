@@ -77,14 +77,19 @@ def test_rerank_report_leaves_out_the_refinement_proxy_when_a_leader_was_not_ref
     def leader(rank: int, tail: float | None, task: float) -> dict:
         return {"fraction": 0.5, "budget": "20ms", "rank": rank, "arch": f"arch{rank}", "search_loss": 0.1 * rank,
                 "final_hidden_mse": 0.2 * rank, "mlm_ce": 3.0 - rank, "refine_tail_loss": tail,
-                "side_by_side_ms": 19.0, "task_mean": task, "task_min": task - 0.01, "task_max": task + 0.01}
+                "held_out_task_error": 1.0 - task + 0.001 * rank, "side_by_side_ms": 19.0, "task_mean": task,
+                "task_min": task - 0.01, "task_max": task + 0.01}
 
     candidates = [leader(1, 1.5, 0.78), leader(2, None, 0.79), leader(3, 1.2, 0.77)]
-    others = [{"name": "width", "measured_ms": 19.0, "final_hidden_mse": 0.3, "mlm_ce": 2.5, "task_mean": 0.77},
-              {"name": "uniform", "measured_ms": 18.0, "final_hidden_mse": 0.4, "mlm_ce": 2.6, "task_mean": 0.76}]
+    others = [{"name": "width", "measured_ms": 19.0, "final_hidden_mse": 0.3, "mlm_ce": 2.5, "task_mean": 0.77,
+               "held_out_task_error": 0.2},
+              {"name": "uniform", "measured_ms": 18.0, "final_hidden_mse": 0.4, "mlm_ce": 2.6, "task_mean": 0.76,
+               "held_out_task_error": 0.3}]
     rerank.report(tmp_path, candidates, others, "sst2")
     result = json.loads((tmp_path / "rerank.json").read_text())
-    assert set(result["picks"]["20ms"]) == {"search_loss", "final_hidden_mse", "mlm_ce"}
+    assert set(result["picks"]["20ms"]) == {"search_loss", "final_hidden_mse", "mlm_ce", "held_out_task_error"}
     assert result["picks"]["20ms"]["mlm_ce"] == 3  # the lowest MLM CE
-    assert "| 20ms | 2 | `arch2` | 0.2000 | 0.4000 | 1.000 | - | 19.00 |" in (tmp_path / "rerank.md").read_text()
+    assert result["picks"]["20ms"]["held_out_task_error"] == 2  # the best held-out task score
+    row = "| 20ms | 2 | `arch2` | 0.2000 | 0.4000 | 1.000 | - | 0.2120 | 19.00 |"
+    assert row in (tmp_path / "rerank.md").read_text()
     sys.modules.pop("rerank", None)

@@ -4,7 +4,9 @@ side, in one table and one plot of task score against measured latency.
     OUTPUT/latency.json        every model timed in interleaved rounds under one set of conditions
     OUTPUT/runs/NAME/seedK/    each fine-tune (`nasbert finetune`; the students with `nasbert distill --recipe R`
                                from the fine-tuned teacher when --recipe is given)
-    OUTPUT/compare.json        per model: family, budget, measured ms, scores per seed, mean, min, max
+    OUTPUT/held-out.tsv        with --held-out-rows: the training rows no seed drew, every fine-tune scored on them
+    OUTPUT/compare.json        per model: family, budget, measured ms, scores per seed, mean, min, max (and the
+                               held-out mean; per budget the searched student picked by it)
     OUTPUT/compare.md          the table;  OUTPUT/compare.png  the plot
 
 A teacher folder that `nasbert finetune` wrote (it holds eval_results.json) is used as it is: its score is its
@@ -97,7 +99,35 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
         for model in models:
             runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given)
+    held_out = score_held_out(models, runs, config, task_values, output) if config.held_out_rows else None
+    return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
+                        held_out=held_out)
+
+
+def score_held_out(models: list[Compared], runs: dict[str, list[Path]], config: CompareConfig, task_values: dict,
+                   output: Path) -> dict:
+    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on training rows no
+    seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
+    from nasbert.baselines.held_out import held_out_rows, held_out_score
+
+    table = output / "held-out.tsv"
+    count = held_out_rows(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
+                          config.held_out_rows, table)
+    means, metric = {}, None
+    trusted = bool(task_values.get("trust_remote_code"))
+    for model in models:
+        scores = []
+        for run in runs[model.name]:
+            options = run_settings(run).get("options") or {}
+            if not options.get("text_columns") or not options.get("label_column"):
+                raise UserError(f"{run} does not record its text and label columns; fine-tune it again to score "
+                                "it on held-out rows")
+            value, metric = held_out_score(run, table, options["text_columns"], options["label_column"],
+                                           options.get("max_seq_len") or 128, trusted)
+            scores.append(value)
+        means[model.name] = sum(scores) / len(scores)
+    print(f"held-out: {count} training rows no seed drew ({table}), {metric} per student")
+    return {"rows": count, "metric": metric, "means": means}
 
 
 def side_by_side(models: list[Compared], config: CompareConfig, output: Path, trust: bool) -> dict:

@@ -82,12 +82,18 @@ class CompareConfig:
     latency_rounds: int = field(default=3, metadata={
         "help": "interleaved rounds: each round times every model once, the median round is kept"})
     latency_min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per model over all rounds"})
+    held_out_rows: int = field(default=0, metadata={
+        "help": "also score every fine-tune on this many training rows that no seed's --max-train-samples draw "
+                "took, and mark per budget the searched student that scores best there: a pick among several "
+                "candidates that never looks at the dev set (default 0: off)"})
 
     def __post_init__(self) -> None:
         if not self.students and not self.baselines:
             raise UserError("nothing to compare: give --students FOLDER ... and/or --baselines FOLDER")
         if self.seeds <= 0:
             raise UserError("--seeds must be positive")
+        if self.held_out_rows < 0:
+            raise UserError("--held-out-rows must be 0 or more")
         if min(self.latency_batch_size, self.latency_seq_len, self.latency_rounds) <= 0 or not (
                 self.latency_min_run_time > 0):
             raise UserError("--latency-batch-size, --latency-seq-len, --latency-rounds and --latency-min-run-time "

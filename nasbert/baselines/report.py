@@ -40,8 +40,9 @@ def score(out: Path, metric: str | None) -> tuple[float, str]:
 
 
 def write_report(output: Path, models: list[Compared], latency: dict, runs: dict[str, list[Path]],
-                 config: CompareConfig, task: dict, teacher_given: bool = False) -> dict:
-    """Write compare.json, compare.md and compare.png; return compare.json's content."""
+                 config: CompareConfig, task: dict, teacher_given: bool = False, held_out: dict | None = None) -> dict:
+    """Write compare.json, compare.md and compare.png; return compare.json's content. `held_out` ({"rows",
+    "metric", "means"}) adds each student's held-out mean and, per budget, the searched student it picks."""
     metric = None
     rows = []
     for model in models:
@@ -53,8 +54,12 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
                      "latency_budget_ms": model.budget_ms, "folder": model.folder,
                      "measured_ms": latency["ms"][model.name], "scores": scores,
                      "mean": statistics.mean(scores), "min": min(scores), "max": max(scores)})
+        if held_out is not None and model.name in held_out["means"]:  # students only
+            rows[-1]["held_out"] = held_out["means"][model.name]
+    if held_out is not None:
+        mark_picks(rows)
     rows.sort(key=lambda r: (-(r["latency_budget_ms"] or float("inf")), _family_rank(r["family"]), r["name"]))
-    payload = {"metric": metric, "task": task,
+    payload = {"metric": metric, "task": task, "held_out": held_out and {k: held_out[k] for k in ("rows", "metric")},
                "recipe": config.recipe or "finetune", "seeds": config.seeds, "teacher_given": teacher_given,
                "latency_conditions": latency["conditions"], "latency_note": latency["note"], "models": rows}
     (output / "compare.json").write_text(json.dumps(payload, indent=1))
@@ -66,6 +71,16 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
     return payload
 
 
+def mark_picks(rows: list[dict]) -> None:
+    """rows[i]["picked"] = True for the searched student of each budget with the best held-out score (where a
+    budget has several searched students: the search's leaders, or one arch with several inits)."""
+    budgets = {r["budget"] for r in rows if r["family"] == "searched"}
+    for budget in budgets:
+        searched = [r for r in rows if r["family"] == "searched" and r["budget"] == budget]
+        if len(searched) > 1:
+            max(searched, key=lambda r: r["held_out"])["picked"] = True
+
+
 def _family_rank(family: str) -> int:
     return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
 
@@ -73,15 +88,24 @@ def _family_rank(family: str) -> int:
 def markdown(payload: dict) -> str:
     c = payload["latency_conditions"]
     how = "fine-tuned" if payload["recipe"] == "finetune" else f"distilled with {payload['recipe']}"
+    held_out = payload.get("held_out")
     lines = [f"{payload['metric']} on the dev set, mean [min, max] of {payload['seeds']} seed(s), students {how}; "
              f"latency measured side by side on {c.get('device_name', c['device'])}, {c['threads']} thread(s), batch "
              f"{c['batch_size']} x {c['seq_len']} tokens ({payload['latency_note']})", "",
-             f"| model | family | budget | measured ms | {payload['metric']} mean [min, max] |",
-             "| --- | --- | --- | --- | --- |"]
+             f"| model | family | budget | measured ms | {payload['metric']} mean [min, max] |"
+             + (f" held-out {held_out['metric']} |" if held_out else ""),
+             "| --- | --- | --- | --- | --- |" + (" --- |" if held_out else "")]
     for r in payload["models"]:
         budget = f"{r['latency_budget_ms']:.3f} ms" if r["latency_budget_ms"] else "-"
         spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
-        lines.append(f"| {r['name']} | {r['family']} | {budget} | {r['measured_ms']:.3f} | {r['mean']:.4f}{spread} |")
+        name = f"{r['name']} (picked)" if r.get("picked") else r["name"]
+        line = f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f} | {r['mean']:.4f}{spread} |"
+        if held_out:
+            line += f" {r['held_out']:.4f} |" if r.get("held_out") is not None else " - |"
+        lines.append(line)
+    if held_out:
+        lines += ["", f"held-out: {held_out['rows']} training rows that no seed's fine-tune drew; (picked): the "
+                      "searched student of its budget that scores best on them, chosen without the dev set"]
     return "\n".join(lines)
 
 

@@ -68,6 +68,14 @@ def load_student(folder: Path, task: Task, trusted: bool = False):
         raise UserError(f"the model in {folder} does not load as a classifier ({message})") from None
 
 
+def load_fine_tuned(folder: Path, trusted: bool = False):
+    """A finished fine-tune (a `nasbert finetune` output) as it is, head and labels included, in eval mode."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=_trust(folder, "fine-tuned",
+                                                                                               trusted)).eval()
+
+
 def load_task_teacher(folder: Path, task: Task, tokenizer, trusted: bool = False):
     """A frozen fine-tuned teacher for the task: same vocabulary, a trained head of the task's size and labels."""
     from transformers import AutoModelForSequenceClassification
