@@ -49,14 +49,9 @@ def leaders(search: Path, top: int) -> list[dict]:
 def held_out_task_error(runs: Path, name: str, table: Path) -> float:
     """1 - the held-out task score (accuracy, or Pearson) of a model's fine-tunes (runs/NAME/seedK), averaged over
     its seeds: lower is better, like the other proxies."""
-    from nasbert.baselines.held_out import held_out_score
-    from nasbert.baselines.report import run_settings
+    from nasbert.baselines.held_out import held_out_mean
 
-    errors = []
-    for run in sorted((runs / name).glob("seed*")):
-        ran = run_settings(run)["options"]
-        errors.append(1.0 - held_out_score(run, table, ran["text_columns"], ran["label_column"], ran["max_seq_len"])[0])
-    return float(np.mean(errors))
+    return 1.0 - held_out_mean(sorted((runs / name).glob("seed*")), table)[0]
 
 
 @torch.no_grad()

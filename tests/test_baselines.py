@@ -260,7 +260,7 @@ def test_interpolated_widths_lie_on_the_line_between_the_profiled_ones(tiny):
         (p[(16, 16)].median_ms + p[(16, 32)].median_ms + p[(32, 16)].median_ms + p[(32, 32)].median_ms) / 4)
     assert table.projections[(32, 24)].median_ms == pytest.approx((p[(32, 16)].median_ms + p[(32, 32)].median_ms) / 2)
     narrow, mid, wide = (table.predict_ms(f"{w}:M,F,I,I/{w}:M,F,I,I") for w in (16, 24, 32))
-    assert narrow < mid < wide
+    assert min(narrow, wide) < mid < max(narrow, wide)  # the tiny table is timed: 16 vs 32 wide may swap under load
     with pytest.raises(LatencyTableError, match=r"cannot price op \S+ at width 40: it profiled widths 16\.\.32"):
         with_widths(lut, [40])
 

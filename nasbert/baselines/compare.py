@@ -108,24 +108,14 @@ def score_held_out(models: list[Compared], runs: dict[str, list[Path]], config: 
                    output: Path) -> dict:
     """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on training rows no
     seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
-    from nasbert.baselines.held_out import held_out_rows, held_out_score
+    from nasbert.baselines.held_out import held_out_mean, held_out_rows
 
     table = output / "held-out.tsv"
     count = held_out_rows(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
                           config.held_out_rows, table)
     means, metric = {}, None
-    trusted = bool(task_values.get("trust_remote_code"))
     for model in models:
-        scores = []
-        for run in runs[model.name]:
-            options = run_settings(run).get("options") or {}
-            if not options.get("text_columns") or not options.get("label_column"):
-                raise UserError(f"{run} does not record its text and label columns; fine-tune it again to score "
-                                "it on held-out rows")
-            value, metric = held_out_score(run, table, options["text_columns"], options["label_column"],
-                                           options.get("max_seq_len") or 128, trusted)
-            scores.append(value)
-        means[model.name] = sum(scores) / len(scores)
+        means[model.name], metric = held_out_mean(runs[model.name], table, bool(task_values.get("trust_remote_code")))
     print(f"held-out: {count} training rows no seed drew ({table}), {metric} per student")
     return {"rows": count, "metric": metric, "means": means}
 

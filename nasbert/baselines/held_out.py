@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nasbert.baselines.report import run_settings
 from nasbert.errors import UserError
 from nasbert.finetune.models import load_fine_tuned, load_tokenizer
 from nasbert.finetune.task import read_table, subsample
@@ -65,3 +66,18 @@ def held_out_score(run: Path, table: Path, text_columns: list[str], label_column
         raise UserError(f"held-out rows of {table} carry label {unknown[0]!r}, which {run} was not trained on")
     truth = torch.tensor([label2id[str(value)] for value in rows[label_column]])
     return float((predicted.argmax(-1) == truth).float().mean()), "accuracy"
+
+
+def held_out_mean(runs: list[Path], table: Path, trusted: bool = False) -> tuple[float, str]:
+    """(mean score, metric) of one model's fine-tunes (its seeds) on `table`, each tokenized as it was trained
+    (the text and label columns and sequence length its run recorded)."""
+    scores, metric = [], ""
+    for run in runs:
+        options = run_settings(run).get("options") or {}
+        if not options.get("text_columns") or not options.get("label_column"):
+            raise UserError(f"{run} does not record its text and label columns; fine-tune it again to score it on "
+                            "held-out rows")
+        value, metric = held_out_score(run, table, options["text_columns"], options["label_column"],
+                                       options.get("max_seq_len") or 128, trusted)
+        scores.append(value)
+    return float(np.mean(scores)), metric
