@@ -16,14 +16,17 @@ continue; every command it runs is printed first):
     --op-families M F searches only students of those ops
  4. `nasbert export` of every winner with each --searched-init (default etd-impt; INIT:extract-only skips the
     refinement), refinement R; every searched student in WORKDIR/searched is compared, so a second run with other
-    settings adds ablation rows beside the first one's
+    settings adds ablation rows beside the first one's. --leaders K exports the search's top K leaders within the
+    budget alike (searched-...-FRACTION-rK)
  5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
     width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
     compared, with the sentence why)
  5b. a reference at its own latency: DistilBERT's initialisation (every other teacher layer, whole), refined
     like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
-    students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side
+    students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side; --held-out-rows N
+    scores every fine-tune on N training rows no seed drew and picks each budget's searched student by that score
+    (the dev set takes no part); the acceptance check then judges the pick
  7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean
     [range], its measured ms and whether it is within 10 % under the budget, and the acceptance check (the
     searched mean at or above every family's, and by
@@ -41,6 +44,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -56,6 +60,7 @@ TASKS = {"sst2": {"metric": "accuracy", "flags": []},
 WINDOW = 0.9  # a compared model measures in [0.9, 1.0] x its budget
 SEARCHED_INITS = ("etd-impt", "hybrid", "supernet", "etd-rand")  # export --init choices for a searched winner
 EXTRACT_ONLY = ":extract-only"  # a --searched-init suffix: that init without the refinement (AutoDistil's question)
+LEADER = re.compile(r"-r\d+$")  # a searched folder's suffix naming the search's rank-K leader (--leaders)
 
 
 def searched_variant(text: str) -> str:
@@ -67,8 +72,24 @@ def searched_variant(text: str) -> str:
 
 
 def variant_of(name: str) -> str:
-    """searched-[TAG-]VARIANT-FRACTION -> [TAG-]VARIANT (its row's variant, e.g. MFxM-etd-impt)."""
-    return name.removeprefix("searched-").rsplit("-", 1)[0]
+    """searched-[TAG-]VARIANT-FRACTION[-rK] -> [TAG-]VARIANT (its row's variant, e.g. MFxM-etd-impt)."""
+    return LEADER.sub("", name.removeprefix("searched-")).rsplit("-", 1)[0]
+
+
+def searched_folder(work: Path, tag: str, variant: str, fraction: float, rank: int) -> Path:
+    """WORKDIR/searched/searched-[TAG-]VARIANT-FRACTION for the search's winner, ...-FRACTION-rK for its rank-K
+    leader (--leaders)."""
+    leader = f"-r{rank}" if rank > 1 else ""
+    return work / "searched" / f"searched-{tag}{variant.replace(':', '-')}-{fraction:g}{leader}"
+
+
+def leaders(search: Path, top: int) -> list[dict]:
+    """The search's first `top` leaders within their budget, in the search's order (rank 1 first): measured within
+    it, or (a leader the search did not time) predicted within it; the comparison times every one side by side."""
+    (budget,) = json.loads(search.read_text())["budgets"]
+    kept = [dict(c, rank=i + 1) for i, c in enumerate(budget["top_k"])
+            if (c.get("measured_latency_ms") or c["predicted_latency_ms"]) <= budget["latency_budget_ms"]]
+    return kept[:top]
 
 
 def default_teacher() -> str:
@@ -133,7 +154,8 @@ def settings(args: argparse.Namespace) -> dict:
                 "refine": ["--refine-steps", "3", "--refine-batch-size", "4", "--refine-seq-len", "32",
                            "--save-every", "50"],
                 "baselines": ["--min-run-time", "0.05", "--rounds", "1", "--keep-closest"],
-                "compare": ["--max-steps", "3", "--batch-size", "8", "--lr", "1e-3", "--latency-rounds", "1",
+                "compare": ["--max-steps", "3", "--max-train-samples", "100", "--batch-size", "8", "--lr", "1e-3",
+                            "--latency-rounds", "1",
                             "--latency-min-run-time", "0.05"]}
     steps = args.supernet_steps
     return {"supernet": ["--seq-len", str(args.seq_len), "--batch-size", "32", "--max-steps", str(steps), "--lr",
@@ -174,6 +196,12 @@ def main() -> None:
     parser.add_argument("--compare-searched", nargs="+", metavar="VARIANT", help="compare only these searched "
                         "variants (the part of searched-VARIANT-FRACTION, e.g. MFxMF-etd-impt supernet; default: "
                         "every one in WORKDIR/searched)")
+    parser.add_argument("--leaders", type=int, default=1, metavar="K", help="export the search's top K leaders "
+                        "of each budget (rows searched-...-FRACTION-rK), every one refined and fine-tuned alike; with "
+                        "--held-out-rows the comparison picks one per budget without the dev set")
+    parser.add_argument("--held-out-rows", type=int, default=0, metavar="N", help="`nasbert compare "
+                        "--held-out-rows`: score every fine-tune on N training rows no seed drew, and judge each "
+                        "budget by the searched student that scores best there (the pick among --leaders)")
     parser.add_argument("--skip-compare", action="store_true", help="stop before stage 6: build every student "
                         "(run again without it to compare them all in one go)")
     parser.add_argument("--compare-name", default="compare", help="the comparison's folders, WORKDIR/NAME-TASK: a "
@@ -246,14 +274,16 @@ def main() -> None:
                 log.setdefault("infeasible", {})[f"{tag}{fraction:g}"] = (f"search found no student measuring "
                                                                           f"within {budget}")
                 continue
-        for variant in args.searched_init:  # the folder's name names its row: searched-[FAMILIES-]VARIANT-FRACTION
-            student = work / "searched" / f"searched-{tag}{variant.replace(':', '-')}-{fraction:g}"
+        ranks = [leader["rank"] for leader in leaders(result, args.leaders)] or [1]
+        for variant, rank in ((v, r) for v in args.searched_init for r in ranks):
+            student = searched_folder(work, tag, variant, fraction, rank)  # its name names its row
             refined = [] if variant.endswith(EXTRACT_ONLY) else refine
             if not (student / "config.json").exists():
                 resume = ["--resume"] if Path(str(student) + ".refine").exists() else []
-                call(f"export searched {tag}{variant} 1/{1 / fraction:g}",
-                     ["export", str(sn), "--search", str(result), "--init", variant.removesuffix(EXTRACT_ONLY),
-                      "--lut", str(lut), "--output", str(student), *refined, *resume], log)
+                call(f"export searched {tag}{variant} 1/{1 / fraction:g}" + (f" rank {rank}" if rank > 1 else ""),
+                     ["export", str(sn), "--search", str(result), "--rank", str(rank), "--init",
+                      variant.removesuffix(EXTRACT_ONLY), "--lut", str(lut), "--output", str(student), *refined,
+                      *resume], log)
     log_file.write_text(json.dumps(log, indent=1))
     searched = sorted(str(f) for f in (work / "searched").glob("searched-*") if (f / "config.json").exists()
                       and (not args.compare_searched or variant_of(f.name) in args.compare_searched))
@@ -280,7 +310,8 @@ def main() -> None:
                                  "--validation-file", str(data / "dev.tsv"), "--output",
                                  str(work / f"{args.compare_name}-{task}"),
                                  "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
-                                 *TASKS[task]["flags"], *flags["compare"], *recipe], log)
+                                 *TASKS[task]["flags"], *flags["compare"], *recipe,
+                                 *(["--held-out-rows", str(args.held_out_rows)] if args.held_out_rows else [])], log)
     log_file.write_text(json.dumps(log, indent=1))
 
     # 7. the table and the acceptance check
@@ -333,7 +364,8 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
             for m in rows:
                 share = m["measured_ms"] / budget_ms
                 inside = "yes" if WINDOW <= share <= 1.0 else "no"
-                lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {m['name']} | {m['measured_ms']:.3f} "
+                name = m["name"] + (" (picked)" if m.get("picked") else "")
+                lines.append(f"| {budget_ms:.3f} ms | {m['family']} | {name} | {m['measured_ms']:.3f} "
                              f"({share:.2f}) | {_score(m)} | {inside} |")
             verdicts[f"{task}/{budget_ms:.4f}"] = verdict(rows)
         for m in (m for m in compared["models"] if m["family"] == "student"):  # references at their own latency
@@ -361,12 +393,13 @@ def verdict(rows: list[dict]) -> str:
     if not searched or not families:
         return "nothing to compare at this budget"
     best = max(families, key=lambda m: m["mean"])
+    picked = [m for m in searched if m.get("picked")]  # --held-out-rows: the one judged, chosen without dev
     texts = []
-    for m in sorted(searched, key=lambda m: -m["mean"]):
+    for m in picked or sorted(searched, key=lambda m: -m["mean"]):
         margin = m["mean"] - best["mean"]
-        variant = variant_of(m["name"])
-        texts.append(f"searched ({variant}) {m['mean']:.4f} vs best family {best['family']} {best['mean']:.4f}: "
-                     f"{'at or above every family' if margin >= 0 else 'BELOW the best family'} "
+        how = f", picked by held-out score among {len(searched)}" if picked else ""
+        texts.append(f"searched ({variant_of(m['name'])}{how}) {m['mean']:.4f} vs best family {best['family']} "
+                     f"{best['mean']:.4f}: {'at or above every family' if margin >= 0 else 'BELOW the best family'} "
                      f"(margin {margin:+.4f})")
     return "; ".join(texts)
 

@@ -31,19 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pareto import SHARED, TASKS, call, default_teacher, settings
+from pareto import SHARED, TASKS, call, default_teacher, leaders, settings
 from scipy.stats import spearmanr
 
 HELD_OUT_SEQUENCES = 256  # WikiText-2 valid sequences scored per student
-
-
-def leaders(search: Path, top: int) -> list[dict]:
-    """The search's first `top` leaders within their budget, in the search's order (rank 1 first): measured within
-    it, or (a leader the search did not time) predicted within it; the comparison times every one side by side."""
-    (budget,) = json.loads(search.read_text())["budgets"]
-    kept = [dict(c, rank=i + 1) for i, c in enumerate(budget["top_k"])
-            if (c.get("measured_latency_ms") or c["predicted_latency_ms"]) <= budget["latency_budget_ms"]]
-    return kept[:top]
 
 
 def held_out_task_error(runs: Path, name: str, table: Path) -> float:

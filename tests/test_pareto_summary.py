@@ -93,3 +93,29 @@ def test_rerank_report_leaves_out_the_refinement_proxy_when_a_leader_was_not_ref
     row = "| 20ms | 2 | `arch2` | 0.2000 | 0.4000 | 1.000 | - | 0.2120 | 19.00 |"
     assert row in (tmp_path / "rerank.md").read_text()
     sys.modules.pop("rerank", None)
+
+
+def test_leaders_are_the_searchs_first_ranks_within_the_budget_and_name_their_folders(pareto, tmp_path: Path):
+    top_k = [{"arch": "a", "predicted_latency_ms": 9.0, "measured_latency_ms": 9.5},
+             {"arch": "b", "predicted_latency_ms": 9.0, "measured_latency_ms": 10.5},  # measured over: skipped
+             {"arch": "c", "predicted_latency_ms": 9.8},  # not timed: its prediction decides
+             {"arch": "d", "predicted_latency_ms": 9.9}]
+    search = tmp_path / "search.json"
+    search.write_text(json.dumps({"budgets": [{"latency_budget_ms": 10.0, "top_k": top_k}]}))
+    assert [(c["arch"], c["rank"]) for c in pareto.leaders(search, 2)] == [("a", 1), ("c", 3)]
+    folders = [pareto.searched_folder(tmp_path, "MFxM-", "etd-impt:extract-only", 0.25, rank) for rank in (1, 3)]
+    assert [f.name for f in folders] == ["searched-MFxM-etd-impt-extract-only-0.25",
+                                         "searched-MFxM-etd-impt-extract-only-0.25-r3"]
+    assert {pareto.variant_of(f.name) for f in folders} == {"MFxM-etd-impt-extract-only"}  # one row variant
+
+
+def test_the_verdict_judges_the_held_out_pick_not_the_dev_best_leader(pareto) -> None:
+    rows = [_model("searched-MFxM-etd-impt-0.5", "searched", 20.0, 19.5, [0.78, 0.79]),
+            _model("searched-MFxM-etd-impt-0.5-r2", "searched", 20.0, 19.0, [0.80, 0.81]),  # dev-best, not picked
+            _model("width-20.0000ms", "width", 20.0, 19.0, [0.76, 0.77])]
+    rows[0]["picked"] = True
+    text = pareto.verdict(rows)
+    assert text == ("searched (MFxM-etd-impt, picked by held-out score among 2) 0.7850 vs best family width 0.7650: "
+                    "at or above every family (margin +0.0200)")
+    del rows[0]["picked"]  # without a pick every searched row is judged, the best first
+    assert pareto.verdict(rows).startswith("searched (MFxM-etd-impt) 0.8050")
