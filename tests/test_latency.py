@@ -191,6 +191,25 @@ def test_calibration_recovers_a_known_correction_and_round_trips(space, table, l
         LatencyTable.from_json(table.to_json()).predict_ms(archs[0], calibrated=True)
 
 
+def test_a_fit_never_prices_a_layer_below_zero_and_a_table_that_does_is_refused(space, table, tmp_path):
+    # measurements whose best fit has a per-layer term more negative than the cheapest layer (a busy machine, few
+    # samples): the fit holds the term at 0 instead of pricing that layer below zero
+    table = replace(table, calibration=None, validation=None)
+    cheapest = min(e.median_ms for by_width in table.layers.values() for e in by_width.values())
+    archs = sample_archs(space, 12, seed=2)
+    measured = []
+    for arch in archs:
+        parts = table.components_ms(arch, ("pooler",))
+        measured.append(sum(parts.values()) + 20 * cheapest - 3 * cheapest * layer_count(arch))
+    free = Calibration(0.0, {f: 1.0 for f in table.families}, layer_ms=-3 * cheapest)
+    assert free.negative_layers(table.layers)  # the fit this data asks for
+    cal = fit_calibration(table, archs, measured, ("pooler",), seed=2)
+    assert cal.layer_ms >= 0 and not cal.negative_layers(table.layers)
+    replace(table, calibration=free).save(tmp_path / "lut.json")
+    with pytest.raises(LatencyTableError, match="prices layers below zero .* calibrate it again"):
+        LatencyTable.load(tmp_path / "lut.json")
+
+
 def test_search_and_shrinking_price_a_student_as_the_calibrated_table_does(space, table, tmp_path):
     from nasbert.search.select import LatencyModel
     from nasbert.train_supernet.shrink import block_latency_function

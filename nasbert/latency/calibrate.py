@@ -7,7 +7,8 @@ keeps its weights hot). We measure M random students and fit, in relative error,
     measured - embeddings - heads  ~  constant_ms + sum over families f of factor_f * (table sum of f)
                                       + layer_ms * (real layers)
 
-families: projection, M, F, S (every kernel); factors >= 0, the constant and the per-layer term of either sign.
+families: projection, M, F, S (every kernel); factors >= 0, the constant and the per-layer term of either sign
+(the per-layer term held >= 0 where a negative one would price some layer below zero).
 The factors are pulled lightly towards the one factor that best fits all families together, the constant and
 the per-layer term towards 0, so a family the samples barely vary (or contain) takes the common correction
 instead of a wild one. The per-layer term is what a small student needs: a factor scales a layer with its
@@ -160,14 +161,26 @@ def fit_calibration(table: LatencyTable, archs: Sequence[Arch], measured_ms: Seq
     prior_a[-1, -1] = PRIOR_WEIGHT / float(np.median(y))
     prior_b = PRIOR_WEIGHT * np.r_[np.full(n_factors, common), 0.0, 0.0]
     lower = np.r_[np.zeros(n_factors), -np.inf, -np.inf]
-    solution = lsq_linear(np.vstack([a, prior_a]), np.r_[b, prior_b], bounds=(lower, np.full(n_factors + 2, np.inf)))
-    factors, layer_ms, constant = solution.x[:n_factors], float(solution.x[-2]), float(solution.x[-1])
-    calibration = Calibration(constant_ms=constant, family_factor=dict(zip(families, map(float, factors))),
-                              seed=seed, archs=[str(a) for a in archs], heads=tuple(heads), layer_ms=layer_ms)
+    rows, targets, upper = np.vstack([a, prior_a]), np.r_[b, prior_b], np.full(n_factors + 2, np.inf)
+    solution = lsq_linear(rows, targets, bounds=(lower, upper))
+    calibration = _calibration(solution.x, families, archs, heads, seed)
+    if calibration.negative_layers(table.layers):
+        # A negative per-layer term larger than some family's scaled layer time (few or noisy samples) would price
+        # those layers below zero, which no search can use: hold the term at >= 0 instead (every layer >= 0).
+        lower[-2] = 0.0
+        solution = lsq_linear(rows, targets, bounds=(lower, upper))
+        calibration = _calibration(solution.x, families, archs, heads, seed)
     predicted = fixed + features @ solution.x
     errors = np.abs(relative_errors_percent(predicted, y))
     calibration.fit = {"fit_mape_percent": float(errors.mean()), "fit_max_abs_error_percent": float(errors.max())}
     return calibration
+
+
+def _calibration(x: np.ndarray, families: Sequence[str], archs: Sequence[Arch], heads: Sequence[str],
+                 seed: int) -> Calibration:
+    """The fitted vector (factors..., layer_ms, constant) as a Calibration."""
+    return Calibration(constant_ms=float(x[-1]), family_factor=dict(zip(families, map(float, x[:-2]))), seed=seed,
+                       archs=[str(a) for a in archs], heads=tuple(heads), layer_ms=float(x[-2]))
 
 
 def calibrate(table: LatencyTable, samples: int = 30, seed: int = 1, min_run_time_s: float = 1.0,

@@ -211,6 +211,11 @@ class Calibration:
         """The calibrated time of one real layer whose table entry is `raw_ms`."""
         return self.family_factor.get(op_family(op), 1.0) * raw_ms + self.layer_ms
 
+    def negative_layers(self, layers: dict[str, dict[int, Entry]]) -> list[str]:
+        """'S3 at width 16: -2.83 ms' for every table layer (op -> width -> entry) this calibration prices below 0."""
+        return [f"{op} at width {w}: {self.layer(op, e.median_ms):.2f} ms" for op, by_width in layers.items()
+                for w, e in by_width.items() if self.layer(op, e.median_ms) < 0]
+
     def to_json(self) -> dict[str, Any]:
         return {"constant_ms": round(self.constant_ms, 6), "layer_ms": round(self.layer_ms, 6),
                 "family_factor": {k: round(v, 6) for k, v in self.family_factor.items()},
@@ -484,6 +489,12 @@ class LatencyTable:
         table = cls(conditions, space, Entry.from_json(data["embeddings"], f"{where} embeddings"), layers, projections,
                     heads, calibration, data.get("validation"), data.get("profile") or {}, where)
         table.check_plausible()
+        negative = calibration.negative_layers(layers) if calibration else []
+        if negative:
+            raise LatencyTableError(f"{where} has a calibration that prices layers below zero ({negative[0]}; "
+                                    f"per-layer term {calibration.layer_ms:+.2f} ms), which no search can use; "
+                                    "calibrate it again (`nasbert latency calibrate`, more --samples, on a quiet "
+                                    "machine)")
         return table
 
     def check_plausible(self) -> None:
