@@ -210,6 +210,29 @@ def test_a_fit_never_prices_a_layer_below_zero_and_a_table_that_does_is_refused(
         LatencyTable.load(tmp_path / "lut.json")
 
 
+def test_a_table_in_seconds_is_refused_even_when_it_was_profiled_on_a_loaded_machine(lut_file):
+    # a tiny space's entries timed slowly (a loaded machine) put its largest layer at 2 ms, so its copy in
+    # seconds has entries over the 1 us floor; the speed gauge, a fixed student of the default space, still gives
+    # it away (it failed once in the suite under load before the gauge had a floor of its own)
+    data = json.loads(lut_file.read_text())
+    assert data["profile"]["gauge"].startswith("student ")
+    slow = 2.0 / max(e["median_ms"] for by_width in data["layers"].values() for e in by_width.values())
+
+    def loaded_then_seconds(node, key=""):
+        if isinstance(node, dict):
+            return {k: loaded_then_seconds(v, k if k.endswith("_ms") else key) for k, v in node.items()}
+        if key.endswith("_ms") and isinstance(node, float):
+            return node * slow / 1000 if key == "median_ms" else node / 1000
+        return node
+
+    seconds = loaded_then_seconds(data)
+    largest = max(e["median_ms"] for by_width in seconds["layers"].values() for e in by_width.values())
+    assert largest > 1e-3  # the entries' floor alone would let it through
+    lut_file.write_text(json.dumps(seconds))
+    with pytest.raises(LatencyTableError, match="speed gauge took .* not milliseconds"):
+        LatencyTable.load(lut_file)
+
+
 def test_search_and_shrinking_price_a_student_as_the_calibrated_table_does(space, table, tmp_path):
     from nasbert.search.select import LatencyModel
     from nasbert.train_supernet.shrink import block_latency_function
