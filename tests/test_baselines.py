@@ -16,8 +16,8 @@ from tiny_assets import WORDS, make_corpus, make_tiny_teacher
 from transformers import AutoModel
 
 from nasbert.baselines.choose import SLACK, Priced, choose
-from nasbert.baselines.compare import changed_setting
-from nasbert.baselines.config import BaselinesConfig
+from nasbert.baselines.compare import changed_setting, models_to_compare
+from nasbert.baselines.config import BaselinesConfig, CompareConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.held_out import held_out_score
 from nasbert.baselines.registry import Member, ProposalContext, pairs_arch
@@ -410,7 +410,13 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
                             "nasbert_export.json").read_text())
         assert (facts["arch"], facts["init"], facts["refine"]["steps"]) == (row["arch"], INITS[row["family"]], 2)
         assert facts.get("teacher_layers") == row["teacher_layers"]
+        assert facts["baseline"] == {k: row[k] for k in ("family", "budget", "latency_budget_ms")}
     assert next(r for r in rows if r["family"] == "depth")["teacher_layers"] == [0, 2]
+    # a member given to compare on its own (--students) keeps its family and budget
+    given, _ = models_to_compare(CompareConfig(output=str(tmp_path / "x"), teacher=str(tiny["teacher"]),
+                                               students=[r["folder"] for r in rows]))
+    assert [(m.family, m.budget, m.budget_ms) for m in given] == [
+        (r["family"], r["budget"], r["latency_budget_ms"]) for r in rows]
     assert "| budget | family | arch |" in (out / "baselines.md").read_text()
 
     compare = ["compare", "--baselines", str(out), "--train-file", str(tiny["train"]), "--validation-file",

@@ -65,10 +65,14 @@ def models_to_compare(config: CompareConfig) -> tuple[list[Compared], Compared]:
         if not (Path(folder) / "config.json").is_file():
             raise UserError(f"{folder} is not a model folder (no config.json)")
         facts_file = Path(folder) / "nasbert_export.json"
-        search = (json.loads(facts_file.read_text()).get("search") or {}) if facts_file.is_file() else {}
-        budget = search.get("budget")
-        models.append(Compared(Path(folder).name, "searched" if search else "student", str(folder), budget,
-                               parse_latency_ms(budget) if budget and budget.endswith("ms") else None))
+        facts = json.loads(facts_file.read_text()) if facts_file.is_file() else {}
+        # a searched student names its budget; a `nasbert baselines` member its family and budget too
+        search, baseline = facts.get("search") or {}, facts.get("baseline") or {}
+        family = "searched" if search else baseline.get("family", "student")
+        budget = search.get("budget") or baseline.get("budget")
+        budget_ms = baseline.get("latency_budget_ms") or (
+            parse_latency_ms(budget) if budget and budget.endswith("ms") else None)
+        models.append(Compared(Path(folder).name, family, str(folder), budget, budget_ms))
     if not teacher:
         raise UserError("give the teacher with --teacher")
     names = [m.name for m in models] + ["teacher"]

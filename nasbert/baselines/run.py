@@ -177,7 +177,8 @@ def export_missing(run: Run, rows: list[dict], output: Path, options: ExportOpti
         _refuse_changed(refine)
         options = replace(options, refine=refine)
     requests = [ExportRequest(Path(row["folder"]).name, Arch.parse(row["arch"]), init=row["init"],
-                              teacher_layers=row["teacher_layers"], ffn_ratio=row.get("ffn_ratio"))
+                              teacher_layers=row["teacher_layers"], ffn_ratio=row.get("ffn_ratio"),
+                              baseline={k: row[k] for k in ("family", "budget", "latency_budget_ms")})
                 for row in missing]
     target = Path(missing[0]["folder"]) if len(missing) == 1 else output / "students"
     export_students(run, requests, target, options)

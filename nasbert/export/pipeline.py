@@ -50,6 +50,7 @@ class ExportRequest:
     init: str | None = None  # overrides ExportOptions.init (e.g. to compare inits under one refinement)
     teacher_layers: list[int] | None = None  # overrides ExportOptions.teacher_layers (init teacher-layers)
     ffn_ratio: int | None = None  # overrides ExportOptions.ffn_ratio (a narrower FFN, students from the teacher)
+    baseline: dict | None = None  # a `nasbert baselines` member's family and budget, so `compare` can name it
 
 
 FFN_PRUNABLE = ("etd-impt", "etd-rand", "scratch")  # inits whose FFN may be narrower than the space's
@@ -248,6 +249,8 @@ def _card_facts(run: Run, space: SearchSpace, request: ExportRequest, options: E
     }
     if request.teacher_layers is not None:
         facts["teacher_layers"] = request.teacher_layers
+    if request.baseline is not None:
+        facts["baseline"] = request.baseline
     if space.ffn_ratio != run.space.ffn_ratio:
         facts["ffn_ratio"] = space.ffn_ratio
     if refined is not None:
