@@ -31,8 +31,8 @@ class SearchConfig:
     recheck_batches: int = field(default=4, metadata={"help": "dev batches for the re-check (0: skip it)"})
     measure: int = field(default=3, metadata={
         "metavar": "N", "help": "time up to N leaders per latency budget end to end (when the table is for this "
-                                "machine and settings) and make the best-ranked one that fits the winner; 0: trust "
-                                "the table"})
+                                "machine and settings) and make the best-ranked one that fits the winner (on two "
+                                "timings, the slower kept); 0: trust the table"})
     allow_attention_free: bool = field(default=False, metadata={
         "help": "let students without any attention layer compete (by default every student has at least one: "
                 "without it a [CLS]-pooled head sees only a convolution's local window)"})

@@ -243,11 +243,21 @@ def measurer(lut: LatencyTable | None, measure: int) -> tuple[Callable[[str], fl
         return None, f"not measured: {error}"
 
 
+def timed_within(time_arch, arch: str, budget: float) -> float:
+    """The arch's measured ms; one that reads within the budget is timed once more and the slower reading kept,
+    as `nasbert baselines` confirms its members: a shared machine can read one timing 15 % fast, and a winner
+    chosen on its fastest reading measured over the budget later (a searched student read 1.00 x in the search
+    and 1.05-1.07 x in the comparison's side-by-side timings)."""
+    first = time_arch(arch)
+    return first if first > budget else max(first, time_arch(arch))
+
+
 def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, max_tightenings: int = 12,
                            searched_with: float | None = None) -> None:
     """Make the winner one whose measured latency fits the budget, or refuse: never a winner over it.
 
-    The leaders (up to `count`, in rank order) are timed end to end; the first within the budget wins. If
+    The leaders (up to `count`, in rank order) are timed end to end; the first within the budget on two timings
+    (`timed_within`) wins. If
     none is, the budget the table is searched with is tightened by how much the leaders measured over their
     predictions (at least 0.5 % a round), and the new top-K is re-checked, re-ranked and measured, until a leader
     fits. When the tightened budget admits no student, or after `max_tightenings` rounds, it raises a UserError
@@ -261,7 +271,7 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
     for attempt in range(max_tightenings + 1):
         for candidate in top[:count]:
             if candidate.arch not in measured:
-                candidate.measured_latency_ms = time_arch(candidate.arch)
+                candidate.measured_latency_ms = timed_within(time_arch, candidate.arch, budget)
                 measured[candidate.arch] = candidate
             candidate.measured_latency_ms = measured[candidate.arch].measured_latency_ms
             if candidate.measured_latency_ms <= budget:
@@ -307,7 +317,7 @@ def loosen_by_measurement(result: BudgetResult, time_arch, count: int, rerank, o
         top = []
     for candidate in top[:count]:
         if candidate.arch not in measured:
-            measured[candidate.arch] = time_arch(candidate.arch)
+            measured[candidate.arch] = timed_within(time_arch, candidate.arch, budget)
         candidate.measured_latency_ms = measured[candidate.arch]
     fits = next((c for c in top[:count] if c.measured_latency_ms <= budget), None)
     if fits is None or fits.arch == result.winner.arch:
