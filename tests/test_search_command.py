@@ -307,9 +307,12 @@ def test_fit_weights_recovers_per_block_weights_and_clips_negative_ones():
 
 
 def test_search_ranks_by_the_fitted_weighted_sum_and_by_the_plain_sum_without_it(searched, capsys):
-    root, run, lut = searched
+    root, run, _ = searched
     loaded = load_run(run)
-    budget_ms = lut.predict_ms(lut.space.largest_arch())
+    # every student the block table holds fits (the teacher-shaped arch may not be among them, and a tiny space's
+    # table profiled on a busy machine can price it under all of them: the suite once failed so)
+    saved = LatencyTable.load(root / "lut.json")
+    budget_ms = max(saved.predict_ms(a) for a in _archs_of(run))
     found = {}
     for students in ("0", "40"):
         output = root / f"weights{students}.json"
