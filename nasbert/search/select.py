@@ -257,12 +257,11 @@ def confirm_by_measurement(result: BudgetResult, time_arch, count: int, rerank, 
     """Make the winner one whose measured latency fits the budget, or refuse: never a winner over it.
 
     The leaders (up to `count`, in rank order) are timed end to end; the first within the budget on two timings
-    (`timed_within`) wins. If
-    none is, the budget the table is searched with is tightened by how much the leaders measured over their
-    predictions (at least 0.5 % a round), and the new top-K is re-checked, re-ranked and measured, until a leader
-    fits. When the tightened budget admits no student, or after `max_tightenings` rounds, it raises a UserError
-    naming the fastest student it measured. `searched_with`: the table budget `result` was searched at, when
-    not the budget itself.
+    (`timed_within`) wins. If none is, the budget the table is searched with is tightened by how much the leaders
+    measured over their predictions (at least 0.5 % a round), and the new top-K is re-checked, re-ranked and
+    measured, until a leader fits. When the tightened budget admits no student, or after `max_tightenings` rounds,
+    it raises a UserError naming the fastest student it measured. `searched_with`: the table budget `result` was
+    searched at, when not the budget itself.
     """
     budget = result.latency_budget_ms
     first = searched_with = searched_with or budget
