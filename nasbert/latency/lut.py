@@ -218,8 +218,8 @@ class Calibration:
 
     def negative_layers(self, layers: dict[str, dict[int, Entry]]) -> list[str]:
         """'S3 at width 16: -2.83 ms' for every table layer (op -> width -> entry) this calibration prices below 0."""
-        return [f"{op} at width {w}: {self.layer(op, e.median_ms):.2f} ms" for op, by_width in layers.items()
-                for w, e in by_width.items() if self.layer(op, e.median_ms) < 0]
+        priced = ((op, w, self.layer(op, e.median_ms)) for op, by_width in layers.items() for w, e in by_width.items())
+        return [f"{op} at width {w}: {ms:.2f} ms" for op, w, ms in priced if ms < 0]
 
     def to_json(self) -> dict[str, Any]:
         return {"constant_ms": round(self.constant_ms, 6), "layer_ms": round(self.layer_ms, 6),
