@@ -22,7 +22,7 @@ from nasbert.latency import (
     sample_archs,
 )
 from nasbert.latency.lut import Calibration, Entry, layer_count, op_family
-from nasbert.latency.measure import SpeedGauge, UsualSpeed, at_usual_speed
+from nasbert.latency.measure import SpeedGauge, UsualSpeed, at_usual_speed, gauge_model
 from nasbert.registration import save_student
 from nasbert.student import build_student
 from search_space import SearchSpace
@@ -387,8 +387,12 @@ def test_timings_are_scaled_to_the_table_speed_not_this_runs():
 
 
 def test_the_gauge_is_the_same_workload_in_every_process():
-    a, b = SpeedGauge(threads=1), SpeedGauge(threads=1)
-    assert torch.equal(a._run(), b._run()) and a.read_ms() > 0
+    a = SpeedGauge(threads=1)
+    assert SpeedGauge(threads=1).model is a.model  # built once per process: every timing reads the gauge
+    first = a._run()
+    gauge_model.cache_clear()  # a fresh build, as another process makes
+    b = SpeedGauge(threads=1)
+    assert b.model is not a.model and torch.equal(first, b._run()) and a.read_ms() > 0
 
 
 # ---- a busy machine is refused --------------------------------------------------------------------------

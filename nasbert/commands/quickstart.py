@@ -9,7 +9,7 @@ from nasbert.commands.base import command, run_command
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="folder for everything the quickstart makes")
-    parser.add_argument("--fast", action="store_true", help="fewer steps everywhere (what CI runs)")
+    parser.add_argument("--fast", action="store_true", help="fewer steps and timings everywhere (what CI runs)")
 
 
 @command("quickstart", "run the whole pipeline on a generated teacher and corpus (no network, minutes)",
