@@ -74,8 +74,7 @@ def test_sigterm_in_train_supernet_saves_exits_143_and_resumes_exactly(assets, t
     assert result.returncode == 143, result.stderr[-3000:]
     assert 3 <= k < 30, "the signal came after the run had finished"
     assert (run / "checkpoints" / f"step-{k}" / "state.json").exists() and not (run / "block_losses.json").exists()
-    resumed = subprocess.run(resume_line(result.stderr), capture_output=True, text=True, env=ENV, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    uninterrupted_run(resume_line(result.stderr))  # the printed command, in this process (no second import)
 
     def losses(folder):
         return [(r["step"], r["train_loss_block"]) for r in metrics(folder) if "train_loss_block" in r]
@@ -86,7 +85,7 @@ def test_sigterm_in_train_supernet_saves_exits_143_and_resumes_exactly(assets, t
     assert (run / "block_losses.json").exists()
 
 
-def test_sigint_mid_refinement_exits_130_and_resume_gives_the_uninterrupted_losses(assets, tmp_path):
+def test_sigint_mid_refinement_exits_130_and_resume_gives_the_uninterrupted_losses(assets, tmp_path, capsys):
     supernet = train_supernet(TrainConfig(teacher=assets["teacher"], train_files=[assets["corpus"]],
                                           output=str(tmp_path / "supernet"), num_blocks=2, seq_len=32, batch_size=8,
                                           widths=[16, 32], max_steps=4, eval_every=100, save_every=100,
@@ -103,9 +102,9 @@ def test_sigint_mid_refinement_exits_130_and_resume_gives_the_uninterrupted_loss
     assert result.returncode == 130, result.stderr[-3000:]
     assert 3 <= k < 30, "the signal came after the refinement had finished"
     assert not (tmp_path / "student").exists()  # no student folder until the refinement is done
-    resumed = subprocess.run(resume_line(result.stderr), capture_output=True, text=True, env=ENV, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming refinement from {refine_dir / 'checkpoints' / f'step-{k}'}" in resumed.stdout
+    capsys.readouterr()
+    uninterrupted_run(resume_line(result.stderr))  # the printed command, in this process (no second import)
+    assert f"resuming refinement from {refine_dir / 'checkpoints' / f'step-{k}'}" in capsys.readouterr().out
 
     def losses(folder):
         return [(r["step"], r["losses"]) for r in metrics(folder)]

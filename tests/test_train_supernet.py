@@ -106,7 +106,7 @@ def test_resume_after_sigkill_gives_exactly_the_uninterrupted_losses(assets, tmp
     process.wait()
     k = int(newest_checkpoint(run).name.split("-")[1])
     assert k < 40, "the run finished before it was killed"
-    subprocess.run(_cli(assets, run, *steps, "--resume"), check=True, capture_output=True, env=env, timeout=300)
+    uninterrupted_run(_cli(assets, run, *steps, "--resume"))  # in this process: no second import
     expected, resumed = train_losses(reference), train_losses(run)
     assert [resumed[s] for s in range(k + 1, 41)] == [expected[s] for s in range(k + 1, 41)]
 
