@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tiny_assets import make_corpus, make_tiny_teacher
 
+from nasbert.cli import main
 from nasbert.common.lock import LOCK_FILE
 from nasbert.errors import UserError
 from nasbert.export.config import ExportOptions, RefineConfig
@@ -58,7 +59,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             if p.is_file() and p.name != LOCK_FILE}
 
 
-def test_a_second_train_supernet_on_one_output_exits_2_and_the_first_finishes_untouched(tmp_path):
+def test_a_second_train_supernet_on_one_output_exits_2_and_the_first_finishes_untouched(tmp_path, capsys):
     teacher, corpus = make_tiny_teacher(tmp_path / "teacher", layers=2), make_corpus(tmp_path / "corpus.txt", 100)
     run = tmp_path / "run"
 
@@ -82,13 +83,14 @@ def test_a_second_train_supernet_on_one_output_exits_2_and_the_first_finishes_un
     first.send_signal(signal.SIGSTOP)
     try:
         before = snapshot(run)
-        second = subprocess.run(cli("--max-steps", "3", "--seed", "2"), capture_output=True, text=True, env=env,
-                                timeout=300)
+        capsys.readouterr()
+        code = main(cli("--max-steps", "3", "--seed", "2")[3:])  # in this process: no second interpreter to start
         after = snapshot(run)
     finally:
         first.send_signal(signal.SIGCONT)
-    assert second.returncode == 2, second.stderr[-3000:]
-    message = second.stderr.strip().splitlines()[-1]
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr[-3000:]
+    message = stderr.strip().splitlines()[-1]
     assert f"is in use by train-supernet (pid {first.pid} on" in message and str(run) in message, message
     assert after == before  # the refusal came before any write
     _, err = first.communicate(timeout=300)
