@@ -136,9 +136,12 @@ def main() -> None:
                 folder = work / "rerank" / f"rerank-{tag}-r{leader['rank']}-{fraction}"
                 if not (folder / "config.json").exists():
                     resume = ["--resume"] if Path(str(folder) + ".refine").exists() else []
-                    call(f"export {folder.name}", ["export", str(work / "supernet"), "--arch", leader["arch"],
-                                                   "--init", "etd-impt", "--lut", str(work / "lut.json"),
-                                                   "--output", str(folder), *refine, *resume], log)
+                    # --search/--rank (as bench/pareto.py --leaders): the folder records its search and budget,
+                    # so `nasbert compare --held-out-rows` sees it as one of that budget's searched leaders
+                    call(f"export {folder.name}", ["export", str(work / "supernet"), "--search", str(search),
+                                                   "--rank", str(leader["rank"]), "--init", "etd-impt", "--lut",
+                                                   str(work / "lut.json"), "--output", str(folder), *refine,
+                                                   *resume], log)
             candidates.append({"budget": f"1/{1 / float(fraction):g}", "fraction": float(fraction), "tag": tag,
                                "rank": leader["rank"], "arch": leader["arch"], "folder": str(folder),
                                "search_loss": leader.get("rechecked_loss", leader["approx_loss"]),
