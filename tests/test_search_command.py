@@ -111,11 +111,21 @@ def test_search_measures_the_leaders_and_the_winner_fits_as_measured(searched, c
     # finds a student that fits as measured; search never returns one over the budget with exit 0.
     budget_ms = 3 * lut.predict_ms(lut.space.largest_arch())
     assert main(["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"),
-                 "--top-k", "4", "--recheck-batches", "1", "--measure", "2", "--output", str(output)]) == 0
+                 "--top-k", "4", "--recheck-batches", "1", "--measure", "2", "--min-run-time", "0.1", "--rounds", "2",
+                 "--output", str(output)]) == 0
     assert "meas ms" in capsys.readouterr().out
     budget = json.loads(output.read_text())["budgets"][0]
     assert 0 < budget["winner"]["measured_latency_ms"] <= budget_ms
     assert budget["note"].startswith("winner measured")
+
+
+@pytest.mark.parametrize("flag, value", [("--rounds", "0"), ("--min-run-time", "0")])
+def test_search_refuses_timings_of_no_rounds_or_no_time(searched, capsys, flag, value):
+    root, run, _ = searched
+    assert main(["search", str(run), "--latency-budget", "5ms", "--lut", str(root / "lut.json"), flag, value,
+                 "--output", str(root / "never.json")]) == 2
+    assert "--min-run-time and --rounds must be positive" in capsys.readouterr().err
+    assert not (root / "never.json").exists()
 
 
 def _candidates(predicted: list[float], prefix: str = "arch") -> list[Candidate]:
@@ -218,12 +228,12 @@ def test_a_budget_the_table_puts_under_its_fastest_student_is_searched_when_that
     argv = ["search", str(run), "--latency-budget", f"{budget_ms}ms", "--lut", str(root / "lut.json"), "--top-k", "3",
             "--recheck-batches", "0", "--measure", "2", "--output", str(root / "fast.json")]
     monkeypatch.setattr("nasbert.search.select.measurer",
-                        lambda table, count: (lambda arch: 0.5 * saved.predict_ms(arch), None))
+                        lambda table, count, *timing: (lambda arch: 0.5 * saved.predict_ms(arch), None))
     assert main(argv) == 0  # the table over-predicts this "machine" by 2x: its fastest students fit as measured
     winner = json.loads((root / "fast.json").read_text())["budgets"][0]["winner"]
     assert winner["measured_latency_ms"] <= budget_ms < winner["predicted_latency_ms"]
     monkeypatch.setattr("nasbert.search.select.measurer",
-                        lambda table, count: (lambda arch: 1.1 * saved.predict_ms(arch), None))
+                        lambda table, count, *timing: (lambda arch: 1.1 * saved.predict_ms(arch), None))
     capsys.readouterr()
     assert main([*argv, "--overwrite"]) == 2 and "its fastest student" in capsys.readouterr().err
 

@@ -37,6 +37,7 @@ SCALE = {
     "corpus_lines": (4000, 800), "teacher_steps": (300, 40), "supernet_steps": (300, 40),
     "shrink_warmup": (100, 15), "shrink_every": (50, 10), "refine_steps": (100, 10), "finetune_epochs": (2, 1),
     "task_train": (2000, 300), "profile_time": (0.3, 0.03), "profile_rounds": (3, 1), "search_measure": (3, 1),
+    "search_time": (0.3, 0.1),
 }
 
 
@@ -133,7 +134,9 @@ def _quickstart(out: Path, run_command: Callable[[list[str]], int], fast: bool) 
         budgets = _two_budgets(run, lut)
         _run(run_command, "search at two latency budgets", [
             "search", str(run), "--latency-budget", *budgets, "--lut", str(lut), "--top-k", "10",
-            "--recheck-batches", "2", "--measure", str(pick["search_measure"]), "--output", str(search)])
+            "--recheck-batches", "2", "--measure", str(pick["search_measure"]),
+            "--min-run-time", str(pick["search_time"]), "--rounds", str(pick["profile_rounds"]),
+            "--output", str(search)])
 
     students = out / "students"
     if not students.exists():

@@ -33,6 +33,9 @@ class SearchConfig:
         "metavar": "N", "help": "time up to N leaders per latency budget end to end (when the table is for this "
                                 "machine and settings) and make the best-ranked one that fits the winner (on two "
                                 "timings, the slower kept); 0: trust the table"})
+    min_run_time: float = field(default=1.0, metadata={
+        "help": "seconds of timing per leader measured (each fitting one is timed twice)"})
+    rounds: int = field(default=3, metadata={"help": "rounds each leader is timed in (the median is kept)"})
     allow_attention_free: bool = field(default=False, metadata={
         "help": "let students without any attention layer compete (by default every student has at least one: "
                 "without it a [CLS]-pooled head sees only a convolution's local window)"})
@@ -64,6 +67,8 @@ class SearchConfig:
             raise UserError("--top-k must be positive")
         if self.measure < 0:
             raise UserError("--measure must be 0 or more")
+        if not (self.min_run_time > 0 and self.rounds > 0):
+            raise UserError("--min-run-time and --rounds must be positive")
         if self.weight_students < 0:
             raise UserError("--weight-students must be 0 or more")
 

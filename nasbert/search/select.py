@@ -181,7 +181,7 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
                                 subject="architecture with an attention layer") if require_attention
                 else top_k(tables, structure, **budget))
 
-    timer, unmeasured = measurer(lut, measure)
+    timer, unmeasured = measurer(lut, measure, config.min_run_time, config.rounds)
     searched_at: dict[float, float] = {}  # budget -> the looser table budget where the table over-predicts here
     for latency_budget, params_budget in budgets:  # an impossible budget fails before the slow work
         try:
@@ -229,7 +229,8 @@ def search(run: Run, config: SearchConfig, lut: LatencyTable | None = None) -> S
     return SearchOutcome(results, tables, structure, weights)
 
 
-def measurer(lut: LatencyTable | None, measure: int) -> tuple[Callable[[str], float] | None, str | None]:
+def measurer(lut: LatencyTable | None, measure: int, min_run_time_s: float = 1.0, rounds: int = 3
+             ) -> tuple[Callable[[str], float] | None, str | None]:
     """(arch -> measured ms under the table's conditions, in its runtime and precision; None), or (None, why not)
     where the table is not for this machine (searching for another device than the one the search runs on) or
     its runtime is not installed here, or (None, None) where nothing is to be measured."""
@@ -238,7 +239,7 @@ def measurer(lut: LatencyTable | None, measure: int) -> tuple[Callable[[str], fl
     from nasbert.latency.students import arch_timer
 
     try:
-        return arch_timer(lut), None
+        return arch_timer(lut, min_run_time_s, rounds), None
     except UserError as error:  # LatencyTableError included
         return None, f"not measured: {error}"
 
