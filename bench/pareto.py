@@ -51,6 +51,7 @@ from pathlib import Path
 
 from distillers import tiny_tasks
 
+from nasbert.baselines.margins import CONFIDENCE, margin_interval
 from nasbert.cli import main as nasbert
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -396,11 +397,12 @@ def verdict(rows: list[dict]) -> str:
     picked = [m for m in searched if m.get("picked")]  # --held-out-rows: the one judged, chosen without dev
     texts = []
     for m in picked or sorted(searched, key=lambda m: -m["mean"]):
-        margin = m["mean"] - best["mean"]
+        margin, low, high = margin_interval(m["scores"], best["scores"])
         how = f", picked by held-out score among {len(searched)}" if picked else ""
+        interval = "" if low is None else f", {CONFIDENCE:.0%} interval over seeds [{low:+.4f}, {high:+.4f}]"
         texts.append(f"searched ({variant_of(m['name'])}{how}) {m['mean']:.4f} vs best family {best['family']} "
                      f"{best['mean']:.4f}: {'at or above every family' if margin >= 0 else 'BELOW the best family'} "
-                     f"(margin {margin:+.4f})")
+                     f"(margin {margin:+.4f}{interval})")
     return "; ".join(texts)
 
 

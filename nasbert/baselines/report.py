@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
 from nasbert.errors import UserError
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
     rows.sort(key=lambda r: (-(r["latency_budget_ms"] or float("inf")), _family_rank(r["family"]), r["name"]))
     payload = {"metric": metric, "task": task, "held_out": held_out and {k: held_out[k] for k in ("rows", "metric")},
                "recipe": config.recipe or "finetune", "seeds": config.seeds, "teacher_given": teacher_given,
-               "latency_conditions": latency["conditions"], "latency_note": latency["note"], "models": rows}
+               "latency_conditions": latency["conditions"], "latency_note": latency["note"], "models": rows,
+               "margins": budget_margins(rows)}
     (output / "compare.json").write_text(json.dumps(payload, indent=1))
     text = markdown(payload)
     (output / "compare.md").write_text(text + "\n")
@@ -106,6 +108,12 @@ def markdown(payload: dict) -> str:
     if held_out:
         lines += ["", f"held-out: {held_out['rows']} training rows that no seed's fine-tune drew; (picked): the "
                       "searched student of its budget that scores best on them, chosen without the dev set"]
+    if payload.get("margins"):
+        lines += ["", f"margin over the best baseline family of its budget, mean difference [{CONFIDENCE:.0%} "
+                      "interval over seeds, Welch]:", "",
+                  "| budget | searched | best family | margin [interval] |", "| --- | --- | --- | --- |"]
+        lines += [f"| {m['budget_ms']:.3f} ms | {m['searched']} | {m['family']}: {m['baseline']} | "
+                  f"{interval_text(m)} |" for m in payload["margins"]]
     return "\n".join(lines)
 
 

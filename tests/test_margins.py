@@ -1,0 +1,69 @@
+"""The searched student's margin over the best baseline family, with Welch's interval over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+
+from nasbert.baselines.margins import budget_margins, interval_text, margin_interval
+from nasbert.baselines.report import markdown
+
+
+def _welch_by_hand(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    va, vb = stats.tvar(a) / len(a), stats.tvar(b) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = stats.t.ppf((1 + confidence) / 2, df) * math.sqrt(va + vb)
+    difference = sum(a) / len(a) - sum(b) / len(b)
+    return difference - half, difference + half
+
+
+def test_the_interval_is_welchs_and_says_whether_seeds_separate_the_models() -> None:
+    apart, close = ([0.80, 0.81, 0.82], [0.76, 0.77, 0.78]), ([0.781, 0.776, 0.788], [0.776, 0.764, 0.784])
+    for searched, baseline in (apart, close):
+        margin, low, high = margin_interval(searched, baseline)
+        assert margin == pytest.approx(sum(searched) / 3 - sum(baseline) / 3)
+        assert (low, high) == pytest.approx(_welch_by_hand(searched, baseline))
+    assert margin_interval(*apart)[1] > 0  # every seed apart: the interval stays above zero
+    assert margin_interval(*close)[1] < 0 < margin_interval(*close)[2]  # overlapping seeds: it spans zero
+
+
+def test_one_seed_gives_no_interval_and_no_spread_gives_the_difference() -> None:
+    assert margin_interval([0.8], [0.7, 0.75]) == (pytest.approx(0.075), None, None)
+    assert margin_interval([0.8, 0.8], [0.7, 0.7]) == pytest.approx((0.1, 0.1, 0.1))
+    assert interval_text({"margin": 0.011, "low": None, "high": None}) == "+0.0110"
+    assert interval_text({"margin": 0.011, "low": -0.0046, "high": 0.0266}) == "+0.0110 [-0.0046, +0.0266]"
+
+
+def _row(name: str, family: str, budget_ms: float | None, scores: list[float], picked: bool = False) -> dict:
+    row = {"name": name, "family": family, "latency_budget_ms": budget_ms, "scores": scores,
+           "mean": sum(scores) / len(scores), "min": min(scores), "max": max(scores), "measured_ms": 1.0,
+           "budget": f"{budget_ms}ms" if budget_ms else None}
+    return row | ({"picked": True} if picked else {})
+
+
+def test_each_budget_judges_its_pick_against_its_best_family() -> None:
+    rows = [_row("teacher", "teacher", None, [0.85]),
+            _row("leader-1", "searched", 10.0, [0.78, 0.79, 0.80]),
+            _row("leader-2", "searched", 10.0, [0.70, 0.71, 0.72], picked=True),
+            _row("width-10", "width", 10.0, [0.74, 0.75, 0.76]),
+            _row("uniform-10", "uniform", 10.0, [0.72, 0.73, 0.74]),
+            _row("searched-5", "searched", 5.0, [0.70, 0.72, 0.71]),
+            _row("depth-5", "depth", 5.0, [0.69, 0.70, 0.71]),
+            _row("searched-2", "searched", 2.0, [0.6, 0.6, 0.6]),  # no family at 2 ms: nothing to judge
+            _row("distilbert", "student", None, [0.79, 0.80, 0.81])]  # a reference at its own latency
+    margins = budget_margins(rows)
+    assert [(m["budget_ms"], m["searched"], m["baseline"]) for m in margins] == [
+        (10.0, "leader-2", "width-10"), (5.0, "searched-5", "depth-5")]
+    assert margins[0]["margin"] == pytest.approx(-0.04) and margins[0]["high"] < 0
+    assert margins[1]["margin"] == pytest.approx(0.01) and margins[1]["low"] < 0 < margins[1]["high"]
+    unpicked = [r | {"picked": False} for r in rows]  # without a pick every searched student is judged
+    assert [m["searched"] for m in budget_margins(unpicked)] == ["leader-1", "leader-2", "searched-5"]
+
+    payload = {"metric": "accuracy", "recipe": "finetune", "seeds": 3, "held_out": None, "models": rows,
+               "margins": margins, "latency_note": "quiet",
+               "latency_conditions": {"device": "cpu", "threads": 2, "batch_size": 1, "seq_len": 128}}
+    table = markdown(payload)
+    assert "| 5.000 ms | searched-5 | depth: depth-5 | " + interval_text(margins[1]) + " |" in table
+    assert "95% interval over seeds, Welch" in table
