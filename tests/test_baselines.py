@@ -452,7 +452,8 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
         facts = json.loads((folder / "nasbert_export.json").read_text())
         (folder / "nasbert_export.json").write_text(json.dumps({**facts, "search": {"budget": rows[0]["budget"]}}))
         candidates.append(str(folder))
-    held = ["compare", "--students", *candidates, "--teacher", str(tmp_path / "cmp" / "runs" / "teacher" / "seed0"),
+    held = ["compare", "--students", *candidates, "--baselines", str(out),
+            "--teacher", str(tmp_path / "cmp" / "runs" / "teacher" / "seed0"),
             "--train-file", str(tiny["train"]), "--validation-file", str(tiny["dev"]), "--output",
             str(tmp_path / "held"), "--seeds", "2", "--max-train-samples", "16", "--held-out-rows", "10",
             "--max-steps", "2", "--batch-size", "8", "--lr", "1e-3", "--report-to", "none", "--device", "cpu",
@@ -473,6 +474,15 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     free = set(read_table(str(table), "held-out")["sentence"])
     assert len(free) == 10 and not free & drawn
     assert f"| {picked[0]['name']} (picked) | searched |" in (tmp_path / "held" / "compare.md").read_text()
+    # the pick's margin over the best family member of its budget, with an interval over the two seeds
+    families = [r for r in result["models"] if r["family"] in FAMILIES and r["budget"] == rows[0]["budget"]]
+    best = max(families, key=lambda r: r["mean"])
+    [margin] = result["margins"]
+    assert (margin["searched"], margin["baseline"]) == (picked[0]["name"], best["name"])
+    assert margin["margin"] == pytest.approx(picked[0]["mean"] - best["mean"])
+    assert margin["low"] <= margin["margin"] <= margin["high"]
+    row = f"| {picked[0]['name']} | {best['family']}: {best['name']} |"
+    assert row in (tmp_path / "held" / "compare.md").read_text()
 
 
 def test_a_kept_run_differing_in_a_training_setting_or_its_default_is_named():
