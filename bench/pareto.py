@@ -51,7 +51,7 @@ from pathlib import Path
 
 from distillers import tiny_tasks
 
-from nasbert.baselines.margins import CONFIDENCE, margin_interval
+from nasbert.baselines.margins import CONFIDENCE, budget_margins
 from nasbert.cli import main as nasbert
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -388,21 +388,22 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
 
 
 def verdict(rows: list[dict]) -> str:
-    """Every searched variant at this budget (searched-VARIANT-FRACTION) against the best family."""
-    families = [m for m in rows if m["family"] not in ("searched", "teacher")]
-    searched = [m for m in rows if m["family"] == "searched"]
-    if not searched or not families:
+    """Every searched variant at this budget (searched-VARIANT-FRACTION), or its held-out pick, against the best
+    family, with the margin's interval over seeds (nasbert.baselines.margins, as compare.md gives it)."""
+    margins = budget_margins(rows)
+    if not margins:
         return "nothing to compare at this budget"
-    best = max(families, key=lambda m: m["mean"])
-    picked = [m for m in searched if m.get("picked")]  # --held-out-rows: the one judged, chosen without dev
+    by_name = {m["name"]: m for m in rows}
+    searched = [m for m in rows if m["family"] == "searched"]
+    how = f", picked by held-out score among {len(searched)}" if any(m.get("picked") for m in searched) else ""
     texts = []
-    for m in picked or sorted(searched, key=lambda m: -m["mean"]):
-        margin, low, high = margin_interval(m["scores"], best["scores"])
-        how = f", picked by held-out score among {len(searched)}" if picked else ""
-        interval = "" if low is None else f", {CONFIDENCE:.0%} interval over seeds [{low:+.4f}, {high:+.4f}]"
+    for entry in sorted(margins, key=lambda e: -by_name[e["searched"]]["mean"]):
+        m, best = by_name[entry["searched"]], by_name[entry["baseline"]]
+        interval = ("" if entry["low"] is None else
+                    f", {CONFIDENCE:.0%} interval over seeds [{entry['low']:+.4f}, {entry['high']:+.4f}]")
+        standing = "at or above every family" if entry["margin"] >= 0 else "BELOW the best family"
         texts.append(f"searched ({variant_of(m['name'])}{how}) {m['mean']:.4f} vs best family {best['family']} "
-                     f"{best['mean']:.4f}: {'at or above every family' if margin >= 0 else 'BELOW the best family'} "
-                     f"(margin {margin:+.4f}{interval})")
+                     f"{best['mean']:.4f}: {standing} (margin {entry['margin']:+.4f}{interval})")
     return "; ".join(texts)
 
 
