@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
-BASELINE_FAMILIES = ("depth", "width", "uniform")  # the `nasbert baselines` families a searched student faces
+from nasbert.baselines.families import FAMILIES  # the registered baseline families a searched student faces
+
 CONFIDENCE = 0.95
 
 
@@ -42,7 +43,7 @@ def budget_margins(rows: list[dict]) -> list[dict]:
     margins = []
     for budget_ms in sorted({r["latency_budget_ms"] for r in rows if r["latency_budget_ms"]}, reverse=True):
         here = [r for r in rows if r["latency_budget_ms"] == budget_ms]
-        families = [r for r in here if r["family"] in BASELINE_FAMILIES]
+        families = [r for r in here if r["family"] in FAMILIES]
         searched = [r for r in here if r["family"] == "searched"]
         if not families or not searched:
             continue
