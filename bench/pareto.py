@@ -51,7 +51,7 @@ from pathlib import Path
 
 from distillers import tiny_tasks
 
-from nasbert.baselines.margins import CONFIDENCE, budget_margins
+from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
 from nasbert.cli import main as nasbert
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -399,11 +399,10 @@ def verdict(rows: list[dict]) -> str:
     texts = []
     for entry in sorted(margins, key=lambda e: -by_name[e["searched"]]["mean"]):
         m, best = by_name[entry["searched"]], by_name[entry["baseline"]]
-        interval = ("" if entry["low"] is None else
-                    f", {CONFIDENCE:.0%} interval over seeds [{entry['low']:+.4f}, {entry['high']:+.4f}]")
+        interval = "" if entry["low"] is None else f", {CONFIDENCE:.0%} interval over seeds"
         standing = "at or above every family" if entry["margin"] >= 0 else "BELOW the best family"
         texts.append(f"searched ({variant_of(m['name'])}{how}) {m['mean']:.4f} vs best family {best['family']} "
-                     f"{best['mean']:.4f}: {standing} (margin {entry['margin']:+.4f}{interval})")
+                     f"{best['mean']:.4f}: {standing} (margin {interval_text(entry)}{interval})")
     return "; ".join(texts)
 
 

@@ -40,7 +40,7 @@ def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, 
     assert "| 20.000 ms | uniform | uniform-20.0000ms | 21.000 (1.05) | 0.7950 [0.7900, 0.8000] | no |" in text
     verdicts = json.loads((tmp_path / "pareto.json").read_text())["verdicts"]
     # two seeds a side, 0.005 apart: Welch's half-width t(0.975, 2 df) * 0.00707 = 0.0304
-    assert "BELOW the best family (margin -0.0100, 95% interval over seeds [-0.0404, +0.0204])" in verdicts[
+    assert "BELOW the best family (margin -0.0100 [-0.0404, +0.0204], 95% interval over seeds)" in verdicts[
         "sst2/20.0000"]
 
 
@@ -118,6 +118,6 @@ def test_the_verdict_judges_the_held_out_pick_not_the_dev_best_leader(pareto) ->
     rows[0]["picked"] = True
     text = pareto.verdict(rows)
     assert text == ("searched (MFxM-etd-impt, picked by held-out score among 2) 0.7850 vs best family width 0.7650: "
-                    "at or above every family (margin +0.0200, 95% interval over seeds [-0.0104, +0.0504])")
+                    "at or above every family (margin +0.0200 [-0.0104, +0.0504], 95% interval over seeds)")
     del rows[0]["picked"]  # without a pick every searched row is judged, the best first
     assert pareto.verdict(rows).startswith("searched (MFxM-etd-impt) 0.8050")
