@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+
+import pytest
 
 from nasbert.cli import main
+from nasbert.errors import UserError
 from nasbert.latency.machine import ALLOW_BUSY_ENV
 from nasbert.modeling_nasbert import NasbertForMaskedLM
+from nasbert.quickstart import run as quickstart_run
 from nasbert.quickstart.run import toy_timings_kept
 
 
@@ -42,3 +47,37 @@ def test_quickstart_keeps_its_toy_timings_unless_the_user_said_otherwise(monkeyp
     with toy_timings_kept():
         assert os.environ[ALLOW_BUSY_ENV] == "0"
     assert os.environ[ALLOW_BUSY_ENV] == "0" and capsys.readouterr().out == ""
+
+
+def _fake_nasbert(lut: Path, search: Path, search_codes: list[int], calls: list[str]):
+    """`nasbert ARGS` standing in for the profile and search commands: it records which ran and writes their
+    outputs; the search exits with the next of `search_codes`, writing its output only on 0."""
+    def run(args: list[str]) -> int:
+        calls.append(args[0])
+        if args[0] == "latency":
+            lut.write_text("{}")
+            return 0
+        code = search_codes.pop(0)
+        if code == 0:
+            search.write_text("{}")
+        return code
+    return run
+
+
+def test_quickstart_searches_again_on_a_fresh_profile_when_no_student_fit(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(quickstart_run, "_two_budgets", lambda run, lut: ["1.0ms", "2.0ms"])
+    lut, search, calls = tmp_path / "lut.json", tmp_path / "search.json", []
+    pick = {k: v[1] for k, v in quickstart_run.SCALE.items()}
+    quickstart_run.profile_and_search(_fake_nasbert(lut, search, [2, 0], calls), tmp_path, lut, search, pick)
+    assert calls == ["latency", "search", "latency", "search"] and search.exists()
+    assert "profiling this machine again" in capsys.readouterr().out
+
+
+def test_quickstart_gives_up_after_its_tries(tmp_path, monkeypatch):
+    monkeypatch.setattr(quickstart_run, "_two_budgets", lambda run, lut: ["1.0ms", "2.0ms"])
+    lut, search, calls = tmp_path / "lut.json", tmp_path / "search.json", []
+    pick = {k: v[1] for k, v in quickstart_run.SCALE.items()}
+    with pytest.raises(UserError, match="search at two latency budgets"):
+        quickstart_run.profile_and_search(_fake_nasbert(lut, search, [2, 2], calls), tmp_path, lut, search, pick,
+                                          tries=2)
+    assert calls == ["latency", "search", "latency", "search"] and not search.exists()
