@@ -153,9 +153,9 @@ def _quickstart(out: Path, run_command: Callable[[list[str]], int], fast: bool) 
 
 def profile_and_search(run_command: Callable[[list[str]], int], run: Path, lut: Path, search: Path, pick: dict,
                        tries: int = SEARCH_TRIES) -> None:
-    """Profile the space on this machine, then search at two budgets read off that table. A search that finds no
-    student measuring within a budget (the machine ran slower than when it was profiled, as a CI box running other
-    tests beside this one does) is retried on a fresh profile, up to `tries` searches in all."""
+    """Profile the space on this machine, then search at two budgets read off that table. A failed search is
+    retried on a fresh profile, up to `tries` searches in all: the failure seen is no student measuring within a
+    budget, where the machine ran slower than when it was profiled (a CI box running other tests beside this one)."""
     for attempt in range(1, tries + 1):
         if search.exists():
             return
