@@ -166,7 +166,7 @@ def settings(args: argparse.Namespace) -> dict:
                          "--shrink-keep", "5", "--shrink-dev-batches", "2", "--max-validation-sequences", "128"],
             "profile": [], "calibrate": ["--samples", "20"], "search": ["--top-k", "20"],
             "refine": ["--refine-steps", str(args.refine_steps), "--refine-batch-size", str(args.refine_batch_size),
-                       "--refine-seq-len", str(args.seq_len), "--save-every", "50"],
+                       "--refine-lr", str(args.refine_lr), "--refine-seq-len", str(args.seq_len), "--save-every", "50"],
             "baselines": [],
             "compare": ["--max-train-samples", str(args.finetune_train_samples), "--epochs",
                         str(args.finetune_epochs), "--lr", str(args.finetune_lr), "--teacher-lr", "5e-5",
@@ -185,6 +185,8 @@ def main() -> None:
                         "refinement (latency is always timed at the table's 128)")
     parser.add_argument("--refine-steps", type=int, default=200)
     parser.add_argument("--refine-batch-size", type=int, default=32)
+    parser.add_argument("--refine-lr", type=float, default=3e-4, help="the refinement's learning rate, for "
+                        "every student alike (`nasbert export --refine-lr`; the README's gentler one: 5e-5)")
     parser.add_argument("--searched-init", nargs="+", default=["etd-impt"], type=searched_variant,
                         help="how the searched winners inherit (the baselines' inits are their families'), each "
                              f"a row (searched-INIT-FRACTION); INIT{EXTRACT_ONLY} exports without the refinement")
