@@ -8,3 +8,12 @@ class UserError(Exception):
 
 
 USER_ERRORS = (UserError, ArchError)
+
+
+def require_positive(options: object, *names: str) -> None:
+    """Each named option of `options` (parsed args or a command's config) that is set must be positive; the
+    first one that is not ends the command with one sentence naming its flag."""
+    for name in names:
+        value = getattr(options, name, None)
+        if value is not None and not value > 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")

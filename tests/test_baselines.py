@@ -506,3 +506,10 @@ def test_compare_refuses_a_negative_held_out_row_count(tmp_path, capsys):
     assert main(["compare", "--students", str(tmp_path), "--teacher", str(tmp_path), "--train-file", "t.tsv",
                  "--validation-file", "d.tsv", "--output", str(tmp_path / "out"), "--held-out-rows", "-1"]) == 2
     assert "--held-out-rows must be 0 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting", [{"rounds": 0}, {"min_run_time": 0.0}])
+def test_baselines_refuse_timings_of_no_rounds_or_no_time(tmp_path, setting):
+    flag = "--" + next(iter(setting)).replace("_", "-")
+    with pytest.raises(UserError, match=f"^{flag} must be positive, got 0"):
+        BaselinesConfig(run="-", latency_budget=["15.5ms"], lut="-", output=str(tmp_path), **setting)

@@ -121,3 +121,18 @@ def test_the_verdict_judges_the_held_out_pick_not_the_dev_best_leader(pareto) ->
                     "at or above every family (margin +0.0200 [-0.0104, +0.0504], 95% interval over seeds)")
     del rows[0]["picked"]  # without a pick every searched row is judged, the best first
     assert pareto.verdict(rows).startswith("searched (MFxM-etd-impt) 0.8050")
+
+
+def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task-rows", nargs="+", type=pareto.task_override)
+    parser.add_argument("--task-epochs", nargs="+", type=pareto.task_override)
+    args = parser.parse_args(["--task-rows", "stsb=all", "--task-epochs", "stsb=3"])
+    args.finetune_train_samples, args.finetune_epochs = 2000, 2.0
+    assert pareto.task_finetune(args, "stsb") == ["--epochs", "3"]  # every row: no --max-train-samples
+    assert pareto.task_finetune(args, "sst2") == ["--max-train-samples", "2000", "--epochs", "2.0"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--task-rows", "mnli=all"])  # not a task of the benchmark
+    args.task_rows = [("sst2", "-5")]
+    with pytest.raises(SystemExit, match="positive number of rows"):
+        pareto.task_finetune(args, "sst2")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nasbert.baselines.families import FAMILIES
-from nasbert.errors import UserError
+from nasbert.errors import UserError, require_positive
 from nasbert.finetune.distill import recipes
 from nasbert.finetune.distill.registry import RECIPES
 
@@ -52,8 +52,7 @@ class BaselinesConfig:
         for name in ("measure_top", "tightenings"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
-        if not (self.min_run_time > 0 and self.rounds > 0):
-            raise UserError("--min-run-time and --rounds must be positive")
+        require_positive(self, "min_run_time", "rounds")
 
 
 @dataclass

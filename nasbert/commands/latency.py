@@ -16,15 +16,12 @@ import argparse
 from pathlib import Path
 
 from nasbert.commands.base import SPACE_HELP, command, load_space
-from nasbert.errors import UserError
+from nasbert.errors import UserError, require_positive
 
 
 def _check_positive(args: argparse.Namespace) -> None:
     """Counts and times must be positive (checked here, so the error is one sentence, exit 2)."""
-    for name in ("threads", "batch_size", "seq_len", "samples", "min_run_time", "rounds"):
-        value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    require_positive(args, "threads", "batch_size", "seq_len", "samples", "min_run_time", "rounds")
 
 
 RUNTIME_NAMES = ("torch", "onnxruntime")  # nasbert.latency.runtimes.RUNTIMES (not imported: --help stays light)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nasbert.errors import UserError
+from nasbert.errors import UserError, require_positive
 from nasbert.search.budget import parse_latency_ms, parse_params
 
 
@@ -67,8 +67,7 @@ class SearchConfig:
             raise UserError("--top-k must be positive")
         if self.measure < 0:
             raise UserError("--measure must be 0 or more")
-        if not (self.min_run_time > 0 and self.rounds > 0):
-            raise UserError("--min-run-time and --rounds must be positive")
+        require_positive(self, "min_run_time", "rounds")
         if self.weight_students < 0:
             raise UserError("--weight-students must be 0 or more")
 
