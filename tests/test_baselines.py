@@ -513,3 +513,14 @@ def test_baselines_refuse_timings_of_no_rounds_or_no_time(tmp_path, setting):
     flag = "--" + next(iter(setting)).replace("_", "-")
     with pytest.raises(UserError, match=f"^{flag} must be positive, got 0"):
         BaselinesConfig(run="-", latency_budget=["15.5ms"], lut="-", output=str(tmp_path), **setting)
+
+
+def test_a_distillation_that_detected_its_text_columns_records_them_for_held_out_scoring(tmp_path):
+    from nasbert.baselines.report import run_settings
+
+    (tmp_path / "distill_args.json").write_text(json.dumps(
+        {"options": {"text_columns": None, "label_column": "label"}, "text_columns": ["sentence"]}))
+    assert run_settings(tmp_path)["text_columns"] == ["sentence"]  # detected, since the option was unset
+    (tmp_path / "distill_args.json").write_text(json.dumps(
+        {"options": {"text_columns": ["a", "b"], "label_column": "label"}, "text_columns": ["a", "b"]}))
+    assert run_settings(tmp_path)["text_columns"] == ["a", "b"]

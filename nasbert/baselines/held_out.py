@@ -73,11 +73,12 @@ def held_out_mean(runs: list[Path], table: Path, trusted: bool = False) -> tuple
     (the text and label columns and sequence length its run recorded)."""
     scores, metric = [], ""
     for run in runs:
-        options = run_settings(run).get("options") or {}
-        if not options.get("text_columns") or not options.get("label_column"):
+        settings = run_settings(run)
+        options = settings.get("options") or {}
+        if not settings.get("text_columns") or not options.get("label_column"):
             raise UserError(f"{run} does not record its text and label columns; fine-tune it again to score it on "
                             "held-out rows")
-        value, metric = held_out_score(run, table, options["text_columns"], options["label_column"],
+        value, metric = held_out_score(run, table, settings["text_columns"], options["label_column"],
                                        options.get("max_seq_len") or 128, trusted)
         scores.append(value)
     return float(np.mean(scores)), metric

@@ -20,14 +20,16 @@ MARKERS = {"teacher": "s", "searched": "*", "depth": "v", "width": "D", "uniform
 
 
 def run_settings(out: Path) -> dict:
-    """{"model", "metric", "options"} of a finished fine-tune (finetune_args.json) or distillation
-    (distill_args.json); "options" holds every option it ran with."""
+    """{"model", "metric", "options", "text_columns"} of a finished fine-tune (finetune_args.json) or distillation
+    (distill_args.json); "options" holds every option it ran with, "text_columns" the columns it read (the ones
+    it detected where the option was left unset)."""
     for name in ("finetune_args.json", "distill_args.json"):
         path = out / name
         if path.is_file():
             data = json.loads(path.read_text())
             options = data.get("options") or data
-            return {"model": options.get("model"), "metric": data.get("metric"), "options": options}
+            return {"model": options.get("model"), "metric": data.get("metric"), "options": options,
+                    "text_columns": options.get("text_columns") or data.get("text_columns")}
     return {}
 
 
