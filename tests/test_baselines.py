@@ -524,3 +524,10 @@ def test_a_distillation_that_detected_its_text_columns_records_them_for_held_out
     (tmp_path / "distill_args.json").write_text(json.dumps(
         {"options": {"text_columns": ["a", "b"], "label_column": "label"}, "text_columns": ["a", "b"]}))
     assert run_settings(tmp_path)["text_columns"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("setting", [{"seeds": 0}, {"latency_rounds": 0}, {"latency_min_run_time": 0.0}])
+def test_compare_refuses_no_seeds_or_no_timing_naming_the_flag(tmp_path, setting):
+    flag = "--" + next(iter(setting)).replace("_", "-")
+    with pytest.raises(UserError, match=f"^{flag} must be positive, got 0"):
+        CompareConfig(output=str(tmp_path / "out"), students=[str(tmp_path)], teacher="t", **setting)

@@ -89,11 +89,7 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if not self.students and not self.baselines:
             raise UserError("nothing to compare: give --students FOLDER ... and/or --baselines FOLDER")
-        if self.seeds <= 0:
-            raise UserError("--seeds must be positive")
+        require_positive(self, "seeds", "latency_batch_size", "latency_seq_len", "latency_rounds",
+                         "latency_min_run_time")
         if self.held_out_rows < 0:
             raise UserError("--held-out-rows must be 0 or more")
-        if min(self.latency_batch_size, self.latency_seq_len, self.latency_rounds) <= 0 or not (
-                self.latency_min_run_time > 0):
-            raise UserError("--latency-batch-size, --latency-seq-len, --latency-rounds and --latency-min-run-time "
-                            "must be positive")
