@@ -186,7 +186,8 @@ def test_calibration_recovers_a_known_correction_and_round_trips(space, table, l
     assert again.calibration.to_json() == loaded.calibration.to_json()
     for arch, y in zip(archs, measured):
         assert again.predict_ms(arch, ("pooler",)) == pytest.approx(y, rel=0.01)  # calibrated by default
-        assert again.predict_ms(arch, calibrated=False) == pytest.approx(table.predict_ms(arch), rel=1e-5)
+        # the file keeps each entry to 1e-6 ms, so a sum of a few rounded entries may move by some 1e-6 ms
+        assert again.predict_ms(arch, calibrated=False) == pytest.approx(table.predict_ms(arch), rel=1e-5, abs=1e-5)
     with pytest.raises(LatencyTableError, match="not calibrated"):
         LatencyTable.from_json(table.to_json()).predict_ms(archs[0], calibrated=True)
 
