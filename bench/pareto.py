@@ -259,6 +259,7 @@ def main() -> None:
         valid_text = str(corpus / "valid.txt") if corpus.is_dir() else None
         tasks = {t: SHARED / t for t in TASKS}
     flags = settings(args)
+    lengths = {task: task_finetune(args, task) for task in args.tasks}  # a bad --task-rows stops before any stage
     work.mkdir(parents=True, exist_ok=True)
     log_file = work / "pareto_log.json"
     log = json.loads(log_file.read_text()) if log_file.exists() else {}
@@ -333,9 +334,8 @@ def main() -> None:
     students = searched + reference
     for task in args.tasks:
         data = Path(tasks[task])
-        length = task_finetune(args, task)
         held_out = ["--held-out-rows", str(args.held_out_rows)] if args.held_out_rows else []
-        if held_out and "--max-train-samples" not in length:
+        if held_out and "--max-train-samples" not in lengths[task]:
             print(f"{task}: every training row is fine-tuned on, so no rows are left to pick by; --held-out-rows "
                   "skipped for it (every leader is compared)")
             held_out = []
@@ -344,7 +344,7 @@ def main() -> None:
                                  "--validation-file", str(data / "dev.tsv"), "--output",
                                  str(work / f"{args.compare_name}-{task}"),
                                  "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
-                                 *TASKS[task]["flags"], *flags["compare"], *length, *recipe, *held_out], log)
+                                 *TASKS[task]["flags"], *flags["compare"], *lengths[task], *recipe, *held_out], log)
     log_file.write_text(json.dumps(log, indent=1))
 
     # 7. the table and the acceptance check

@@ -63,11 +63,9 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         self.budgets()  # a budget without a unit fails here, before any work
-        if self.top_k <= 0:
-            raise UserError("--top-k must be positive")
+        require_positive(self, "top_k", "min_run_time", "rounds")
         if self.measure < 0:
             raise UserError("--measure must be 0 or more")
-        require_positive(self, "min_run_time", "rounds")
         if self.weight_students < 0:
             raise UserError("--weight-students must be 0 or more")
 
