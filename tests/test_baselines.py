@@ -458,6 +458,11 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
             str(tmp_path / "held"), "--seeds", "2", "--max-train-samples", "16", "--held-out-rows", "10",
             "--max-steps", "2", "--batch-size", "8", "--lr", "1e-3", "--report-to", "none", "--device", "cpu",
             "--latency-rounds", "1", "--latency-min-run-time", "0.02", "--latency-seq-len", "32"]
+    # asking for more held-out rows than the seeds leave undrawn is refused before any timing or fine-tune
+    too_many = [a if a != "10" else "40" for a in held]  # 48 rows, 2 seeds x 16: at most 32 drawn, 16+ free
+    too_many[too_many.index("--max-train-samples") + 1] = "30"  # 2 seeds x 30 of 48: at most 18 free
+    assert main(too_many) == 2
+    assert "--held-out-rows 40: only" in capsys.readouterr().err and not (tmp_path / "held").exists()
     assert main(held) == 0
     result = json.loads((tmp_path / "held" / "compare.json").read_text())
     assert result["held_out"] == {"rows": 10, "metric": "accuracy"}
@@ -498,8 +503,14 @@ def test_held_out_rows_refuse_a_training_file_every_seed_draws_whole(tiny, tmp_p
     with pytest.raises(UserError, match="the fine-tunes draw every row of .*give --max-train-samples below"):
         held_out_rows(tiny["train"], None, 3, 10, tmp_path / "held-out.tsv")
     assert not (tmp_path / "held-out.tsv").exists()  # nothing half-written
-    free = held_out_rows(tiny["train"], 10, 3, 100, tmp_path / "held-out.tsv")  # 48 rows, 3 seeds draw up to 30
-    assert 18 <= free < 48 and len((tmp_path / "held-out.tsv").read_text().splitlines()) == free + 1
+    # 48 rows, 3 seeds draw up to 30: asking for more than are free is refused (a pick on a handful of rows, as
+    # STS-B's 7 free of 5,749 at 5,249 a seed, would be a coin toss), naming how many are free
+    with pytest.raises(UserError, match=r"--held-out-rows 100: only (1[89]|[2-4]\d) of the 48 rows .* are drawn by no "
+                       r"seed \(3 seed\(s\) x --max-train-samples 10\); ask for at most"):
+        held_out_rows(tiny["train"], 10, 3, 100, tmp_path / "held-out.tsv")
+    assert not (tmp_path / "held-out.tsv").exists()
+    assert held_out_rows(tiny["train"], 10, 3, 15, tmp_path / "held-out.tsv") == 15
+    assert len((tmp_path / "held-out.tsv").read_text().splitlines()) == 16  # header and the 15 rows
 
 
 def test_compare_refuses_a_negative_held_out_row_count(tmp_path, capsys):

@@ -89,6 +89,7 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
     distil options (DistillConfig fields) every run shares."""
     output = Path(config.output)
     models, teacher = models_to_compare(config)
+    held_out_table = pick_held_out_rows(config, task_values, output) if config.held_out_rows else None
     output.mkdir(parents=True, exist_ok=True)
     latency = side_by_side(models + [teacher], config, output, bool(task_values.get("trust_remote_code")))
     given = (Path(teacher.folder) / "eval_results.json").is_file()  # a `nasbert finetune` output: used as it is
@@ -103,20 +104,29 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
         for model in models:
             runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    held_out = score_held_out(models, runs, config, task_values, output) if config.held_out_rows else None
+    held_out = score_held_out(models, runs, held_out_table, task_values) if held_out_table else None
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
                         held_out=held_out)
 
 
-def score_held_out(models: list[Compared], runs: dict[str, list[Path]], config: CompareConfig, task_values: dict,
-                   output: Path) -> dict:
-    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on training rows no
-    seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
-    from nasbert.baselines.held_out import held_out_mean, held_out_rows
+def pick_held_out_rows(config: CompareConfig, task_values: dict, output: Path) -> Path:
+    """OUTPUT/held-out.tsv: --held-out-rows training rows no seed draws, chosen before any fine-tune, so that a
+    training file with too few such rows is refused before hours of fine-tuning, not after."""
+    from nasbert.baselines.held_out import held_out_rows
 
     table = output / "held-out.tsv"
-    count = held_out_rows(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
-                          config.held_out_rows, table)
+    held_out_rows(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
+                  config.held_out_rows, table)
+    return table
+
+
+def score_held_out(models: list[Compared], runs: dict[str, list[Path]], table: Path, task_values: dict) -> dict:
+    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on the rows of
+    `table`, which no seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
+    from nasbert.baselines.held_out import held_out_mean
+    from nasbert.finetune.task import read_table
+
+    count = len(read_table(str(table), "held-out"))
     means, metric = {}, None
     for model in models:
         means[model.name], metric = held_out_mean(runs[model.name], table, bool(task_values.get("trust_remote_code")))

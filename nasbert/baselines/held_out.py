@@ -26,8 +26,8 @@ BATCH = 64
 
 def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int, output: Path) -> int:
     """Write to `output` (a table like `train_file`, header first) `count` rows of it that no fine-tune with
-    --max-train-samples `samples` and a seed in 0 .. seeds-1 drew, chosen at random (seed 0); returns the number
-    written (fewer than `count` when fewer are free). A UserError when none is free."""
+    --max-train-samples `samples` and a seed in 0 .. seeds-1 drew, chosen at random (seed 0); returns `count`.
+    A UserError when fewer are free (a pick on a handful of rows would be a coin toss, reported as a choice)."""
     rows = read_table(str(train_file), "training")
     numbered = rows.add_column("row_id", list(range(len(rows))))  # a shuffle's permutation depends on length only
     drawn = np.unique([i for seed in range(seeds) for i in subsample(numbered, samples, seed)["row_id"]])
@@ -35,10 +35,15 @@ def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int,
     if len(free) == 0:
         raise UserError(f"--held-out-rows: the fine-tunes draw every row of {train_file}; give --max-train-samples "
                         "below its row count so that some rows are left to score on")
-    chosen = np.sort(np.random.default_rng(0).choice(free, size=min(count, len(free)), replace=False))
+    if len(free) < count:  # e.g. STS-B: 3 seeds of 5,249 of its 5,749 rows leave about 7 drawn by none
+        raise UserError(f"--held-out-rows {count}: only {len(free)} of the {len(rows)} rows of {train_file} are drawn "
+                        f"by no seed ({seeds} seed(s) x --max-train-samples {samples}); ask for at most {len(free)} "
+                        "held-out rows or give a smaller --max-train-samples")
+    chosen = np.sort(np.random.default_rng(0).choice(free, size=count, replace=False))
     lines = Path(train_file).read_text(encoding="utf-8").splitlines()
     if len(lines) != len(rows) + 1:  # a quoted field spanning lines: the rows are not one per line
         raise UserError(f"--held-out-rows needs {train_file} to hold one row per line after its header")
+    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join([lines[0], *(lines[i + 1] for i in chosen)]) + "\n", encoding="utf-8")
     return len(chosen)
 
