@@ -104,7 +104,8 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
         for model in models:
             runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    held_out = score_held_out(models, runs, held_out_table, task_values) if held_out_table else None
+    held_out = (score_held_out(models, runs, held_out_table, config.held_out_rows, task_values) if held_out_table
+                else None)
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
                         held_out=held_out)
 
@@ -120,13 +121,12 @@ def pick_held_out_rows(config: CompareConfig, task_values: dict, output: Path) -
     return table
 
 
-def score_held_out(models: list[Compared], runs: dict[str, list[Path]], table: Path, task_values: dict) -> dict:
-    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on the rows of
-    `table`, which no seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
+def score_held_out(models: list[Compared], runs: dict[str, list[Path]], table: Path, count: int,
+                   task_values: dict) -> dict:
+    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on the `count` rows
+    of `table`, which no seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
     from nasbert.baselines.held_out import held_out_mean
-    from nasbert.finetune.task import read_table
 
-    count = len(read_table(str(table), "held-out"))
     means, metric = {}, None
     for model in models:
         means[model.name], metric = held_out_mean(runs[model.name], table, bool(task_values.get("trust_remote_code")))
