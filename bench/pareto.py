@@ -191,6 +191,18 @@ def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
     return (["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs]
 
 
+def check_held_out(train_file: Path, length: list[str], args: argparse.Namespace) -> None:
+    """Exit with `compare`'s sentence when the seeds' draws of `length`'s rows leave fewer than --held-out-rows
+    of `train_file` free."""
+    from nasbert.baselines.held_out import free_rows
+    from nasbert.errors import UserError
+
+    try:
+        free_rows(train_file, int(length[length.index("--max-train-samples") + 1]), args.seeds, args.held_out_rows)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=None)
@@ -260,6 +272,9 @@ def main() -> None:
         tasks = {t: SHARED / t for t in TASKS}
     flags = settings(args)
     lengths = {task: task_finetune(args, task) for task in args.tasks}  # a bad --task-rows stops before any stage
+    held_out_tasks = {task for task in args.tasks if args.held_out_rows and "--max-train-samples" in lengths[task]}
+    for task in held_out_tasks:  # too few rows left for --held-out-rows stops here too, not hours in
+        check_held_out(Path(tasks[task]) / "train.tsv", lengths[task], args)
     work.mkdir(parents=True, exist_ok=True)
     log_file = work / "pareto_log.json"
     log = json.loads(log_file.read_text()) if log_file.exists() else {}
@@ -334,8 +349,8 @@ def main() -> None:
     students = searched + reference
     for task in args.tasks:
         data = Path(tasks[task])
-        held_out = ["--held-out-rows", str(args.held_out_rows)] if args.held_out_rows else []
-        if held_out and "--max-train-samples" not in lengths[task]:
+        held_out = ["--held-out-rows", str(args.held_out_rows)] if task in held_out_tasks else []
+        if args.held_out_rows and not held_out:
             print(f"{task}: every training row is fine-tuned on, so no rows are left to pick by; --held-out-rows "
                   "skipped for it (every leader is compared)")
             held_out = []

@@ -24,10 +24,10 @@ from nasbert.finetune.task import read_table, subsample
 BATCH = 64
 
 
-def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int, output: Path) -> int:
-    """Write to `output` (a table like `train_file`, header first) `count` rows of it that no fine-tune with
-    --max-train-samples `samples` and a seed in 0 .. seeds-1 drew, chosen at random (seed 0); returns `count`.
-    A UserError when fewer are free (a pick on a handful of rows would be a coin toss, reported as a choice)."""
+def free_rows(train_file: Path, samples: int | None, seeds: int, count: int) -> tuple[np.ndarray, int]:
+    """(indices, row count): the indices of `train_file`'s rows that no fine-tune with --max-train-samples
+    `samples` and a seed in 0 .. seeds-1 draws, and how many rows it has. A UserError when fewer than `count` are
+    free (a pick on a handful of rows would be a coin toss, reported as a choice)."""
     rows = read_table(str(train_file), "training")
     numbered = rows.add_column("row_id", list(range(len(rows))))  # a shuffle's permutation depends on length only
     drawn = np.unique([i for seed in range(seeds) for i in subsample(numbered, samples, seed)["row_id"]])
@@ -39,9 +39,16 @@ def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int,
         raise UserError(f"--held-out-rows {count}: only {len(free)} of the {len(rows)} rows of {train_file} are drawn "
                         f"by no seed ({seeds} seed(s) x --max-train-samples {samples}); ask for at most {len(free)} "
                         "held-out rows or give a smaller --max-train-samples")
+    return free, len(rows)
+
+
+def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int, output: Path) -> int:
+    """Write to `output` (a table like `train_file`, header first) `count` of its `free_rows`, chosen at random
+    (seed 0); returns `count`. A UserError (nothing written) when fewer are free."""
+    free, total = free_rows(train_file, samples, seeds, count)
     chosen = np.sort(np.random.default_rng(0).choice(free, size=count, replace=False))
     lines = Path(train_file).read_text(encoding="utf-8").splitlines()
-    if len(lines) != len(rows) + 1:  # a quoted field spanning lines: the rows are not one per line
+    if len(lines) != total + 1:  # a quoted field spanning lines: the rows are not one per line
         raise UserError(f"--held-out-rows needs {train_file} to hold one row per line after its header")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join([lines[0], *(lines[i + 1] for i in chosen)]) + "\n", encoding="utf-8")
