@@ -25,7 +25,8 @@ continue; every command it runs is printed first):
     like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
     students with a `nasbert distill` recipe instead), --seeds seeds, all timed side by side; --held-out-rows N
-    scores every fine-tune on N training rows no seed drew and picks each budget's searched student by that score
+    scores each seed's fine-tunes on N training rows that seed's draw left out and picks each budget's searched
+    student by that score
     (the dev set takes no part); the acceptance check then judges the pick
  7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean
     [range], its measured ms and whether it is within 10 % under the budget, and the acceptance check (the
@@ -192,13 +193,13 @@ def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
 
 
 def check_held_out(train_file: Path, length: list[str], args: argparse.Namespace) -> None:
-    """Exit with `compare`'s sentence when the seeds' draws of `length`'s rows leave fewer than --held-out-rows
-    of `train_file` free."""
-    from nasbert.baselines.held_out import free_rows
+    """Exit with `compare`'s sentence when a draw of `length`'s rows leaves fewer than --held-out-rows of
+    `train_file` out."""
+    from nasbert.baselines.held_out import check_room
     from nasbert.errors import UserError
 
     try:
-        free_rows(train_file, int(length[length.index("--max-train-samples") + 1]), args.seeds, args.held_out_rows)
+        check_room(train_file, int(length[length.index("--max-train-samples") + 1]), args.held_out_rows)
     except UserError as error:
         sys.exit(f"error: {error}")
 
@@ -233,8 +234,8 @@ def main() -> None:
                         "of each budget (rows searched-...-FRACTION-rK), every one refined and fine-tuned alike; with "
                         "--held-out-rows the comparison picks one per budget without the dev set")
     parser.add_argument("--held-out-rows", type=int, default=0, metavar="N", help="`nasbert compare "
-                        "--held-out-rows`: score every fine-tune on N training rows no seed drew, and judge each "
-                        "budget by the searched student that scores best there (the pick among --leaders)")
+                        "--held-out-rows`: score each seed's fine-tunes on N training rows its draw left out, and "
+                        "judge each budget by the searched student that scores best there (the pick among --leaders)")
     parser.add_argument("--skip-compare", action="store_true", help="stop before stage 6: build every student "
                         "(run again without it to compare them all in one go)")
     parser.add_argument("--compare-name", default="compare", help="the comparison's folders, WORKDIR/NAME-TASK: a "

@@ -7,8 +7,8 @@ student is exported (ETD-Impt init, the same refinement), then asks two question
  1. does a post-refinement score rank the leaders the way their fine-tuned task scores (on the dev set) do?
     Scores: the final hidden-state MSE to the teacher and the masked-LM cross-entropy of the student's head
     (fixed masks), both on held-out text; the refinement's own training loss over its last 50 steps; and the
-    task score itself on held-out *training* rows (--held-out-rows, rows that none of the seeds' fine-tuning
-    subsets drew, so picking by it never looks at the dev set), of the same fine-tunes;
+    task score itself on held-out *training* rows (--held-out-rows, per seed rows that seed's fine-tuning
+    subset left out, so picking by it never looks at the dev set), of the same fine-tunes;
  2. would picking the best leader by that score beat the search's rank 1 on the task?
 
 It runs inside a finished `bench/pareto.py` workdir (its supernet, table, searches, exported rank-1 students and
@@ -37,12 +37,12 @@ from scipy.stats import spearmanr
 HELD_OUT_SEQUENCES = 256  # WikiText-2 valid sequences scored per student
 
 
-def held_out_task_error(runs: Path, name: str, table: Path) -> float:
-    """1 - the held-out task score (accuracy, or Pearson) of a model's fine-tunes (runs/NAME/seedK), averaged over
-    its seeds: lower is better, like the other proxies."""
+def held_out_task_error(runs: Path, name: str, tables: list[Path]) -> float:
+    """1 - the held-out task score (accuracy, or Pearson) of a model's fine-tunes (runs/NAME/seedK, each on
+    tables[K]), averaged over its seeds: lower is better, like the other proxies."""
     from nasbert.baselines.held_out import held_out_mean
 
-    return 1.0 - held_out_mean(sorted((runs / name).glob("seed*")), table)[0]
+    return 1.0 - held_out_mean([runs / name / f"seed{k}" for k in range(len(tables))], tables)[0]
 
 
 @torch.no_grad()
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--finetune-seq-len", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--held-out-rows", type=int, default=2000,
-                        help="training rows no seed fine-tuned on, scored by each fine-tuned leader")
+                        help="per seed, training rows its fine-tunes left out, scored by each fine-tuned leader")
     parser.set_defaults(smoke=False, supernet_steps=600)  # what pareto.settings reads besides the flags above
     args = parser.parse_args()
     flags = settings(args)  # the refinement and fine-tuning flags of bench/pareto.py, so the two cannot drift
@@ -174,18 +174,17 @@ def main() -> None:
         model = rows[Path(c["folder"]).name]
         c.update(task_mean=model["mean"], task_min=model["min"], task_max=model["max"],
                  side_by_side_ms=model["measured_ms"])
-    # 4. the task score of the same fine-tunes on training rows none of them saw
-    from nasbert.baselines.held_out import held_out_rows
+    # 4. the task score of the same fine-tunes on training rows their seed's draw left out
+    from nasbert.baselines.held_out import held_out_tables
 
-    table = work / f"held-out-{args.task}.tsv"
-    if not table.exists():
-        held_out_rows(data / "train.tsv", args.finetune_train_samples, args.seeds, args.held_out_rows, table)
+    tables = held_out_tables(data / "train.tsv", args.finetune_train_samples, args.seeds, args.held_out_rows,
+                             work / f"held-out-{args.task}")
     for c in candidates:
-        c["held_out_task_error"] = held_out_task_error(output / "runs", Path(c["folder"]).name, table)
+        c["held_out_task_error"] = held_out_task_error(output / "runs", Path(c["folder"]).name, tables)
     # 5. the same held-out scores for every student of the kept comparison: do they order the families too?
     others = [{"name": m["name"], "task_mean": m["mean"], "measured_ms": m["measured_ms"],
                **held_out_scores(Path(m["folder"]), *held_out),
-               "held_out_task_error": held_out_task_error(kept / "runs", m["name"], table)}
+               "held_out_task_error": held_out_task_error(kept / "runs", m["name"], tables)}
               for m in json.loads((kept / "compare.json").read_text())["models"] if m["family"] != "teacher"]
     report(work, candidates, others, args.task)
 

@@ -444,7 +444,7 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert "was trained with --lr 0.001, not 0.002 as now; give another --output" in capsys.readouterr().err
 
     # --held-out-rows: two candidates of one budget (the width student, and a copy of it marked as a search's
-    # leader) scored on training rows no seed drew; the better one there is picked
+    # leader), each seed's fine-tunes scored on training rows that seed's draw left out; the better one is picked
     candidates = []
     for name in ("leader-a", "leader-b"):
         folder = tmp_path / name
@@ -458,11 +458,11 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
             str(tmp_path / "held"), "--seeds", "2", "--max-train-samples", "16", "--held-out-rows", "10",
             "--max-steps", "2", "--batch-size", "8", "--lr", "1e-3", "--report-to", "none", "--device", "cpu",
             "--latency-rounds", "1", "--latency-min-run-time", "0.02", "--latency-seq-len", "32"]
-    # asking for more held-out rows than the seeds leave undrawn is refused before any timing or fine-tune
-    too_many = [a if a != "10" else "40" for a in held]  # 48 rows, 2 seeds x 16: at most 32 drawn, 16+ free
-    too_many[too_many.index("--max-train-samples") + 1] = "30"  # 2 seeds x 30 of 48: at most 18 free
+    # asking for more held-out rows than a draw leaves out is refused before any timing or fine-tune
+    too_many = [a if a != "10" else "33" for a in held]  # 48 rows, 16 a seed: 32 left out
     assert main(too_many) == 2
-    assert "--held-out-rows 40: only" in capsys.readouterr().err and not (tmp_path / "held").exists()
+    assert "--held-out-rows 33: a draw of --max-train-samples 16 of the 48 rows" in capsys.readouterr().err
+    assert not (tmp_path / "held").exists()
     assert main(held) == 0
     result = json.loads((tmp_path / "held" / "compare.json").read_text())
     assert result["held_out"] == {"rows": 10, "metric": "accuracy"}
@@ -470,14 +470,14 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     picked = [r for r in leaders if r.get("picked")]
     assert len(leaders) == 2 and len(picked) == 1 and picked[0]["held_out"] == max(r["held_out"] for r in leaders)
     assert "held_out" not in next(r for r in result["models"] if r["family"] == "teacher")
-    table = tmp_path / "held" / "held-out.tsv"
+    tables = [tmp_path / "held" / "held-out" / f"seed{k}.tsv" for k in (0, 1)]
     runs = tmp_path / "held" / "runs" / "leader-b"
-    again = [held_out_score(runs / f"seed{k}", table, ["sentence"], "label", 128)[0] for k in (0, 1)]
+    again = [held_out_score(runs / f"seed{k}", tables[k], ["sentence"], "label", 128)[0] for k in (0, 1)]
     assert next(r for r in leaders if r["name"] == "leader-b")["held_out"] == pytest.approx(sum(again) / 2)
     train_rows = read_table(str(tiny["train"]), "training")
-    drawn = {s for seed in (0, 1) for s in subsample(train_rows, 16, seed)["sentence"]}
-    free = set(read_table(str(table), "held-out")["sentence"])
-    assert len(free) == 10 and not free & drawn
+    for seed, table in enumerate(tables):  # each seed's rows: 10 its fine-tunes never trained on
+        left_out = read_table(str(table), "held-out")["sentence"]
+        assert len(set(left_out)) == 10 and not set(left_out) & set(subsample(train_rows, 16, seed)["sentence"])
     assert f"| {picked[0]['name']} (picked) | searched |" in (tmp_path / "held" / "compare.md").read_text()
     # the pick's margin over the best family member of its budget, with an interval over the two seeds
     families = [r for r in result["models"] if r["family"] in FAMILIES and r["budget"] == rows[0]["budget"]]
@@ -497,20 +497,29 @@ def test_a_kept_run_differing_in_a_training_setting_or_its_default_is_named():
     assert changed_setting(held, {"lr": 3e-4}, False) == "--epochs 1.0, not 3.0 as now"  # the default, 3 epochs
 
 
-def test_held_out_rows_refuse_a_training_file_every_seed_draws_whole(tiny, tmp_path):
-    from nasbert.baselines.held_out import held_out_rows
+def test_held_out_rows_are_per_seed_and_refuse_a_draw_that_leaves_too_few_out(tiny, tmp_path):
+    from nasbert.baselines.held_out import held_out_tables
 
+    folder = tmp_path / "held-out"
     with pytest.raises(UserError, match="the fine-tunes draw every row of .*give --max-train-samples below"):
-        held_out_rows(tiny["train"], None, 3, 10, tmp_path / "held-out.tsv")
-    assert not (tmp_path / "held-out.tsv").exists()  # nothing half-written
-    # 48 rows, 3 seeds draw up to 30: asking for more than are free is refused (a pick on a handful of rows, as
-    # STS-B's 7 free of 5,749 at 5,249 a seed, would be a coin toss), naming how many are free
-    with pytest.raises(UserError, match=r"--held-out-rows 100: only (1[89]|[2-4]\d) of the 48 rows .* are drawn by no "
-                       r"seed \(3 seed\(s\) x --max-train-samples 10\); ask for at most"):
-        held_out_rows(tiny["train"], 10, 3, 100, tmp_path / "held-out.tsv")
-    assert not (tmp_path / "held-out.tsv").exists()
-    assert held_out_rows(tiny["train"], 10, 3, 15, tmp_path / "held-out.tsv") == 15
-    assert len((tmp_path / "held-out.tsv").read_text().splitlines()) == 16  # header and the 15 rows
+        held_out_tables(tiny["train"], None, 3, 10, folder)
+    assert not folder.exists()  # nothing half-written
+    # 48 rows, 40 a seed: each seed leaves 8 out. With "left out by every seed" 3 draws of 40 would leave about
+    # 48 x (1/6)^3 = 0.2 rows (the STS-B case: 5,249 of 5,749 left 7 of 500), so the count is per seed
+    with pytest.raises(UserError, match=r"--held-out-rows 9: a draw of --max-train-samples 40 of the 48 rows .* "
+                       r"leaves 8 out; ask for at most 8 held-out rows"):
+        held_out_tables(tiny["train"], 40, 3, 9, folder)
+    assert not folder.exists()
+    tables = held_out_tables(tiny["train"], 40, 3, 8, folder)
+    assert [t.name for t in tables] == ["seed0.tsv", "seed1.tsv", "seed2.tsv"]
+    train_rows = read_table(str(tiny["train"]), "training")
+    left = []
+    for seed, table in enumerate(tables):
+        assert len(table.read_text().splitlines()) == 9  # header and the 8 rows
+        rows = set(read_table(str(table), "held-out")["sentence"])
+        assert len(rows) == 8 and not rows & set(subsample(train_rows, 40, seed)["sentence"])
+        left.append(rows)
+    assert left[0] != left[1]  # each seed its own rows
 
 
 def test_compare_refuses_a_negative_held_out_row_count(tmp_path, capsys):

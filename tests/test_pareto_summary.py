@@ -141,8 +141,9 @@ def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
 def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_stage(pareto, tmp_path) -> None:
     train = tmp_path / "train.tsv"
     train.write_text("sentence\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(40)))
-    args = argparse.Namespace(seeds=3, held_out_rows=30)
-    with pytest.raises(SystemExit, match=r"--held-out-rows 30: only \d+ of the 40 rows .* are drawn by no seed"):
-        pareto.check_held_out(train, ["--max-train-samples", "10", "--epochs", "2"], args)  # 3 x 10 of 40 drawn
-    args.held_out_rows = 5
-    pareto.check_held_out(train, ["--max-train-samples", "10", "--epochs", "2"], args)  # 10 or more are free
+    args = argparse.Namespace(seeds=3, held_out_rows=11)
+    with pytest.raises(SystemExit, match=r"--held-out-rows 11: a draw of --max-train-samples 30 of the 40 rows .* "
+                       r"leaves 10 out; ask for at most 10"):
+        pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)
+    args.held_out_rows = 10
+    pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)  # each seed leaves 10 out

@@ -4,7 +4,7 @@ side, in one table and one plot of task score against measured latency.
     OUTPUT/latency.json        every model timed in interleaved rounds under one set of conditions
     OUTPUT/runs/NAME/seedK/    each fine-tune (`nasbert finetune`; the students with `nasbert distill --recipe R`
                                from the fine-tuned teacher when --recipe is given)
-    OUTPUT/held-out.tsv        with --held-out-rows: the training rows no seed drew, every fine-tune scored on them
+    OUTPUT/held-out/seedK.tsv  with --held-out-rows: training rows seed K's draw left out, its fine-tunes scored on them
     OUTPUT/compare.json        per model: family, budget, measured ms, scores per seed, mean, min, max (and the
                                held-out mean; per budget the searched student picked by it)
     OUTPUT/compare.md          the table;  OUTPUT/compare.png  the plot
@@ -89,7 +89,7 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
     distil options (DistillConfig fields) every run shares."""
     output = Path(config.output)
     models, teacher = models_to_compare(config)
-    held_out_table = pick_held_out_rows(config, task_values, output) if config.held_out_rows else None
+    held_out_tables = pick_held_out_rows(config, task_values, output) if config.held_out_rows else None
     output.mkdir(parents=True, exist_ok=True)
     latency = side_by_side(models + [teacher], config, output, bool(task_values.get("trust_remote_code")))
     given = (Path(teacher.folder) / "eval_results.json").is_file()  # a `nasbert finetune` output: used as it is
@@ -104,33 +104,32 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
         for model in models:
             runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    held_out = (score_held_out(models, runs, held_out_table, config.held_out_rows, task_values) if held_out_table
-                else None)
+    held_out = (score_held_out(models, runs, held_out_tables, config.held_out_rows, task_values)
+                if held_out_tables else None)
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
                         held_out=held_out)
 
 
-def pick_held_out_rows(config: CompareConfig, task_values: dict, output: Path) -> Path:
-    """OUTPUT/held-out.tsv: --held-out-rows training rows no seed draws, chosen before any fine-tune, so that a
-    training file with too few such rows is refused before hours of fine-tuning, not after."""
-    from nasbert.baselines.held_out import held_out_rows
+def pick_held_out_rows(config: CompareConfig, task_values: dict, output: Path) -> list[Path]:
+    """OUTPUT/held-out/seedK.tsv, one per seed: --held-out-rows training rows that seed's draw leaves out, chosen
+    before any fine-tune, so that a training file with too few such rows is refused before hours of fine-tuning."""
+    from nasbert.baselines.held_out import held_out_tables
 
-    table = output / "held-out.tsv"
-    held_out_rows(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
-                  config.held_out_rows, table)
-    return table
+    return held_out_tables(Path(task_values["train_file"]), task_values.get("max_train_samples"), config.seeds,
+                           config.held_out_rows, output / "held-out")
 
 
-def score_held_out(models: list[Compared], runs: dict[str, list[Path]], table: Path, count: int,
+def score_held_out(models: list[Compared], runs: dict[str, list[Path]], tables: list[Path], count: int,
                    task_values: dict) -> dict:
-    """{"rows", "metric", "means": {name: mean over seeds}}: every student's fine-tunes scored on the `count` rows
-    of `table`, which no seed drew (the teacher is left out: a given teacher's fine-tune drew its own rows)."""
+    """{"rows", "metric", "means": {name: mean over seeds}}: every student's seed-K fine-tune scored on the
+    `count` rows of tables[K], which seed K's draw left out (the teacher is left out: a given teacher's fine-tune
+    drew its own rows)."""
     from nasbert.baselines.held_out import held_out_mean
 
     means, metric = {}, None
     for model in models:
-        means[model.name], metric = held_out_mean(runs[model.name], table, bool(task_values.get("trust_remote_code")))
-    print(f"held-out: {count} training rows no seed drew ({table}), {metric} per student")
+        means[model.name], metric = held_out_mean(runs[model.name], tables, bool(task_values.get("trust_remote_code")))
+    print(f"held-out: per seed {count} training rows its draw left out ({tables[0].parent}), {metric} per student")
     return {"rows": count, "metric": metric, "means": means}
 
 

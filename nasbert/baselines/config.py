@@ -82,9 +82,9 @@ class CompareConfig:
         "help": "interleaved rounds: each round times every model once, the median round is kept"})
     latency_min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per model over all rounds"})
     held_out_rows: int = field(default=0, metadata={
-        "help": "also score every fine-tune on this many training rows that no seed's --max-train-samples draw "
-                "took, and mark per budget the searched student that scores best there: a pick among several "
-                "candidates that never looks at the dev set (default 0: off)"})
+        "help": "also score each seed's fine-tunes on this many training rows that seed's --max-train-samples "
+                "draw left out, and mark per budget the searched student that scores best there (mean over seeds): "
+                "a pick among several candidates that never looks at the dev set (default 0: off)"})
 
     def __post_init__(self) -> None:
         if not self.students and not self.baselines:

@@ -2,11 +2,15 @@
 looking at the dev set.
 
 Every fine-tune of a comparison draws its training rows as `--max-train-samples N --seed s` (a seeded shuffle of
-the training file); the rows that no seed drew are free. Each fine-tuned model is scored on the same free rows,
-so a user comparing several candidate students of one budget (the search's leaders) can pick one by this score
-and still report the dev score honestly: the dev set took no part in the choice. On the README's benchmark the
-search's block-loss ranking picked a student 2.3 points of SST-2 under the best of its top 3 at one budget of
-three; the held-out score picked the best leader at all three.
+the training file), so each seed leaves rows out: the same rows for every model of that seed. Seed s's fine-tunes
+are scored on --held-out-rows of the rows seed s left out (OUTPUT/held-out/seed{s}.tsv), and a model's held-out
+score is the mean over its seeds. A user comparing several candidate students of one budget (the search's
+leaders) can pick one by this score and still report the dev score honestly: the dev set took no part in the
+choice. Rows left out per seed, not rows left out by every seed: with 3 seeds of 5,249 of STS-B's 5,749 rows,
+each seed leaves 500 out, but only about 7 are left out by all three. (A recipe's teacher, fine-tuned once with
+seed 0, saw seed 0's rows; the students of other seeds learn from its outputs on their own rows only.) On the
+README's benchmark the search's block-loss ranking picked a student 2.3 points of SST-2 under the best of its top
+3 at one budget of three; the held-out score picked the best leader at all three.
 """
 
 from __future__ import annotations
@@ -24,35 +28,43 @@ from nasbert.finetune.task import read_table, subsample
 BATCH = 64
 
 
-def free_rows(train_file: Path, samples: int | None, seeds: int, count: int) -> tuple[np.ndarray, int]:
-    """(indices, row count): the indices of `train_file`'s rows that no fine-tune with --max-train-samples
-    `samples` and a seed in 0 .. seeds-1 draws, and how many rows it has. A UserError when fewer than `count` are
-    free (a pick on a handful of rows would be a coin toss, reported as a choice)."""
-    rows = read_table(str(train_file), "training")
-    numbered = rows.add_column("row_id", list(range(len(rows))))  # a shuffle's permutation depends on length only
-    drawn = np.unique([i for seed in range(seeds) for i in subsample(numbered, samples, seed)["row_id"]])
-    free = np.setdiff1d(np.arange(len(rows)), drawn)
-    if len(free) == 0:
+def check_room(train_file: Path, samples: int | None, count: int) -> int:
+    """The row count of `train_file`, once it is clear that a draw of --max-train-samples `samples` leaves at least
+    `count` rows out; else a UserError (a pick on a handful of rows would be a coin toss, reported as a choice)."""
+    total = len(read_table(str(train_file), "training"))
+    if samples is None or samples >= total:
         raise UserError(f"--held-out-rows: the fine-tunes draw every row of {train_file}; give --max-train-samples "
                         "below its row count so that some rows are left to score on")
-    if len(free) < count:  # e.g. STS-B: 3 seeds of 5,249 of its 5,749 rows leave about 7 drawn by none
-        raise UserError(f"--held-out-rows {count}: only {len(free)} of the {len(rows)} rows of {train_file} are drawn "
-                        f"by no seed ({seeds} seed(s) x --max-train-samples {samples}); ask for at most {len(free)} "
-                        "held-out rows or give a smaller --max-train-samples")
-    return free, len(rows)
+    if total - samples < count:
+        raise UserError(f"--held-out-rows {count}: a draw of --max-train-samples {samples} of the {total} rows of "
+                        f"{train_file} leaves {total - samples} out; ask for at most {total - samples} held-out rows "
+                        "or give a smaller --max-train-samples")
+    return total
 
 
-def held_out_rows(train_file: Path, samples: int | None, seeds: int, count: int, output: Path) -> int:
-    """Write to `output` (a table like `train_file`, header first) `count` of its `free_rows`, chosen at random
-    (seed 0); returns `count`. A UserError (nothing written) when fewer are free."""
-    free, total = free_rows(train_file, samples, seeds, count)
-    chosen = np.sort(np.random.default_rng(0).choice(free, size=count, replace=False))
+def left_out(total: int, samples: int, seed: int) -> np.ndarray:
+    """The indices (sorted) of the rows of a `total`-row table that seed `seed`'s draw of `samples` leaves out."""
+    from datasets import Dataset
+
+    ids = Dataset.from_dict({"row_id": list(range(total))})  # a shuffle's permutation depends on the length only
+    return np.setdiff1d(np.arange(total), subsample(ids, samples, seed)["row_id"])
+
+
+def held_out_tables(train_file: Path, samples: int | None, seeds: int, count: int, folder: Path) -> list[Path]:
+    """Write folder/seed{s}.tsv for s in 0 .. seeds-1 (tables like `train_file`, header first): `count` of the rows
+    seed s's draw leaves out, chosen at random (seed s). A UserError, nothing written, when fewer are left out."""
+    total = check_room(train_file, samples, count)
     lines = Path(train_file).read_text(encoding="utf-8").splitlines()
     if len(lines) != total + 1:  # a quoted field spanning lines: the rows are not one per line
         raise UserError(f"--held-out-rows needs {train_file} to hold one row per line after its header")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join([lines[0], *(lines[i + 1] for i in chosen)]) + "\n", encoding="utf-8")
-    return len(chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = []
+    for seed in range(seeds):
+        chosen = np.sort(np.random.default_rng(seed).choice(left_out(total, samples, seed), size=count,
+                                                            replace=False))
+        tables.append(folder / f"seed{seed}.tsv")
+        tables[-1].write_text("\n".join([lines[0], *(lines[i + 1] for i in chosen)]) + "\n", encoding="utf-8")
+    return tables
 
 
 @torch.no_grad()
@@ -80,11 +92,13 @@ def held_out_score(run: Path, table: Path, text_columns: list[str], label_column
     return float((predicted.argmax(-1) == truth).float().mean()), "accuracy"
 
 
-def held_out_mean(runs: list[Path], table: Path, trusted: bool = False) -> tuple[float, str]:
-    """(mean score, metric) of one model's fine-tunes (its seeds) on `table`, each tokenized as it was trained
-    (the text and label columns and sequence length its run recorded)."""
+def held_out_mean(runs: list[Path], tables: list[Path], trusted: bool = False) -> tuple[float, str]:
+    """(mean score, metric) of one model's fine-tunes (its seeds, in order) each on its seed's held-out table,
+    tokenized as it was trained (the text and label columns and sequence length its run recorded)."""
+    if len(runs) != len(tables):
+        raise UserError(f"{len(runs)} fine-tunes but {len(tables)} held-out tables: one table per seed")
     scores, metric = [], ""
-    for run in runs:
+    for run, table in zip(runs, tables):
         settings = run_settings(run)
         options = settings.get("options") or {}
         if not settings.get("text_columns") or not options.get("label_column"):

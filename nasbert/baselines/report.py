@@ -108,8 +108,9 @@ def markdown(payload: dict) -> str:
             line += f" {r['held_out']:.4f} |" if r.get("held_out") is not None else " - |"
         lines.append(line)
     if held_out:
-        lines += ["", f"held-out: {held_out['rows']} training rows that no seed's fine-tune drew; (picked): the "
-                      "searched student of its budget that scores best on them, chosen without the dev set"]
+        lines += ["", f"held-out: per seed, {held_out['rows']} training rows that seed's fine-tunes did not draw; "
+                      "(picked): the searched student of its budget that scores best on them (mean over seeds), "
+                      "chosen without the dev set"]
     if payload.get("margins"):
         lines += ["", f"margin over the best baseline family of its budget, mean difference [{CONFIDENCE:.0%} "
                       "interval over seeds, Welch]:", "",
