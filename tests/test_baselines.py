@@ -15,7 +15,7 @@ import torch
 from tiny_assets import WORDS, make_corpus, make_tiny_teacher
 from transformers import AutoModel
 
-from nasbert.baselines.choose import SLACK, Priced, choose
+from nasbert.baselines.choose import SLACK, Priced, SharedTimings, choose
 from nasbert.baselines.compare import changed_setting, models_to_compare
 from nasbert.baselines.config import BaselinesConfig, CompareConfig
 from nasbert.baselines.families import FAMILIES
@@ -143,7 +143,23 @@ def test_a_member_inside_the_window_on_one_lucky_timing_only_is_not_chosen():
     choice = choose("uniform", members, 10.0, time_arch, count=3)
     assert choice.chosen is members[2] and choice.chosen.measured_ms == 9.4  # the slower of 9.3 and 9.4
     assert members[1].measured_ms == 10.3
-    assert timed == [m.label for m in members[:3]] + [members[1].label, members[2].label]
+    # those predicted inside [0.9, 0.97] x the budget first (largest first), then the one predicted over it
+    assert timed == [m.label for m in (members[1], members[2], members[0], members[1], members[2])]
+
+
+def test_a_member_with_room_under_the_budget_is_preferred_to_one_at_its_edge():
+    """A comparison's interleaved timing read small students ~5 % slower than a lone one: aim at [0.9, 0.97]."""
+    members = _members([9.9, 9.5, 9.2, 5.0])
+    measured = {m.label: ms for m, ms in zip(members, [10.4, 9.85, 9.3, 5.1])}
+    choice = choose("uniform", members, 10.0, _timer(measured), count=3)
+    assert choice.chosen is members[2]  # 9.3 ms, not the larger 9.85 ms one with 1.5 % to spare
+    assert choice.note == "measured 9.300 ms (0.93 x the budget, the slower of two timings), predicted 9.200 ms"
+    # with nothing in [0.9, 0.97] x, the edge of the window still fits, and the sentence says how little is left
+    measured[members[2].label] = 8.5
+    choice = choose("uniform", _members([9.9, 9.5, 9.2, 5.0]), 10.0, _timer(measured), count=3)
+    assert choice.chosen.label == members[1].label and choice.chosen.measured_ms == 9.85
+    assert choice.note.endswith("predicted 9.500 ms; none measured within [0.9, 0.97] x, so under 3% is left for "
+                                "a slower timing")
 
 
 def test_when_every_member_measured_is_over_the_prediction_is_tightened():
@@ -163,7 +179,41 @@ def test_when_members_measure_under_the_window_those_predicted_over_the_budget_a
 
     choice = choose("uniform", members, 10.0, time_arch, count=1)
     assert choice.chosen is members[1] and choice.chosen.measured_ms == pytest.approx(9.35)
-    assert timed == [members[2].label, members[1].label, members[1].label]  # the winner timed twice
+    # the winner timed twice, then the one predicted larger, which might fit too (it measures 10.2 ms: over)
+    assert timed == [members[2].label, members[1].label, members[1].label, members[0].label]
+
+
+def test_once_a_member_fits_the_larger_ones_are_still_timed_and_the_largest_that_fits_wins():
+    members = _members([10.5, 9.3, 8.0])  # the table over-predicts the largest: 10.5 -> 9.6 ms
+    measured = {m.label: ms for m, ms in zip(members, [9.6, 9.2, 7.0])}
+    timed = []
+
+    def time_arch(member: Member) -> float:
+        timed.append(member.label)
+        return measured[member.label]
+
+    choice = choose("uniform", members, 10.0, time_arch, count=1)
+    assert choice.chosen is members[0] and choice.chosen.measured_ms == 9.6
+    assert timed == [members[1].label] * 2 + [members[0].label] * 2  # 9.3 fits first; 10.5 is timed and fits too
+
+
+def test_two_families_proposing_one_student_read_the_same_timings():
+    readings = iter([9.6, 9.7, 10.4, 9.3, 9.4])  # the machine: each call a new draw of its noise
+    calls = []
+
+    def time_member(member: Member) -> float:
+        calls.append(member.label)
+        return next(readings)
+
+    timings = SharedTimings(time_member)
+    uniform = _members([9.5])
+    width = [Priced(Member("width", uniform[0].member.arch, "etd-impt"), 9.5)]  # the same shape, other weights
+    first = choose("uniform", uniform, 10.0, timings.for_one_choice(), count=1)
+    second = choose("width", width, 10.0, timings.for_one_choice(), count=1)
+    assert first.chosen.measured_ms == second.chosen.measured_ms == 9.7  # the slower of its two timings, both
+    assert calls == [uniform[0].label] * 2  # timed twice in all, not four times
+    third = timings.for_one_choice()  # a third choice asking three times gets the two kept and one new timing
+    assert [third(width[0].member) for _ in range(3)] == [9.6, 9.7, 10.4]
 
 
 def test_a_budget_between_two_members_gets_one_sentence_naming_the_closest():

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nasbert.baselines.choose import SLACK, Choice, Priced, choose
+from nasbert.baselines.choose import SLACK, Choice, Priced, SharedTimings, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
 from nasbert.baselines.registry import Member, NoMembers, ProposalContext, ffn_suffix
@@ -45,15 +45,14 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     output.mkdir(parents=True, exist_ok=True)
     kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
     context = proposal_context(run, config, options)
-    timer, unmeasured = None, "--measure-top 0"
+    timings, unmeasured = None, "--measure-top 0"
     if config.measure_top > 0:
         try:  # members are timed as export times a student: the table's conditions, runtime and precision
             time_arch = arch_timer(lut, config.min_run_time, config.rounds)
         except UserError as error:  # a table for another machine or runtime: its predictions stand
             unmeasured = str(error)
         else:
-            def timer(member: Member) -> float:
-                return time_arch(str(member.arch), member.ffn_ratio)
+            timings = SharedTimings(lambda member: time_arch(str(member.arch), member.ffn_ratio))
     asked = {(name, family) for name in budgets for family in config.families}
     others = [row for key, row in kept.items() if key not in asked]  # earlier budgets and families stay listed
     rows = []
@@ -61,6 +60,7 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
         for family in config.families:
             row = kept.get((name, family))
             if row is None:
+                timer = timings.for_one_choice() if timings is not None else None
                 row = choose_row(family, name, budget_ms, context, lut, timer, unmeasured, config, output)
             print(f"{name} {family}: {row['arch'] or '-'}  {row['note']}", flush=True)
             rows.append(row)
