@@ -37,7 +37,14 @@ def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, 
 
     text = (tmp_path / "pareto.md").read_text()
     assert "- MFxM 1/8: search found no student measuring within 5ms" in text
-    assert "| 20.000 ms | uniform | uniform-20.0000ms | 21.000 (1.05) | 0.7950 [0.7900, 0.8000] | no |" in text
+    assert "| uniform | uniform-20.0000ms | 21.000 (1.05; 1.05) | 0.7950 [0.7900, 0.8000] | no; no |" in text
+    # the machine slowed by 5 % since the budgets were set: the teacher beside them reads 42 ms, and the student
+    # at 20.5 ms is over its 20 ms budget but within 10 % under half the teacher timed with it
+    models[0]["measured_ms"], models[1]["measured_ms"] = 42.0, 20.5
+    (tmp_path / "compare-sst2" / "compare.json").write_text(json.dumps({"metric": "accuracy", "models": models}))
+    pareto.summary(tmp_path, args, log, {0.5: "20.0000ms", 0.125: "5.0000ms"})
+    assert "| searched-MFxM-etd-impt-0.5 | 20.500 (1.02; 0.98) | 0.7850 [0.7800, 0.7900] | no; yes |" in (
+        tmp_path / "pareto.md").read_text()
     verdicts = json.loads((tmp_path / "pareto.json").read_text())["verdicts"]
     # two seeds a side, 0.005 apart: Welch's half-width t(0.975, 2 df) * 0.00707 = 0.0304
     assert "BELOW the best family (margin -0.0100 [-0.0404, +0.0204], 95% interval over seeds)" in verdicts[
