@@ -481,7 +481,7 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     for row in result["models"]:
         assert row["measured_ms"] > 0 and len(row["scores"]) == 1 and 0 <= row["mean"] <= 1
     table = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "| model | family | budget | measured ms | accuracy mean [min, max] |" in table
+    assert "| model | family | budget | measured ms (x budget) | accuracy mean [min, max] |" in table
     assert all(f"| {r['name']} | {r['family']} |" in table for r in result["models"])
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     assert "== teacher seed 0" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from nasbert.baselines.margins import budget_margins, interval_text, margin_interval
-from nasbert.baselines.report import markdown
+from nasbert.baselines.report import markdown, share_text
 
 
 def _welch_by_hand(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -67,3 +67,8 @@ def test_each_budget_judges_its_pick_against_its_best_family() -> None:
     table = markdown(payload)
     assert "| 5.000 ms | searched-5 | depth: depth-5 | " + interval_text(margins[1]) + " |" in table
     assert "95% interval over seeds, Welch" in table
+    # each model of a budget shows its share of it, and one outside the 10 % window says which side
+    assert "| searched-5 | searched | 5.000 ms | 1.000 (0.20 x, under) |" in table
+    assert "| teacher | teacher | - | 1.000 | " in table
+    assert share_text({"latency_budget_ms": 10.0, "measured_ms": 9.5}) == " (0.95 x)"
+    assert share_text({"latency_budget_ms": 10.0, "measured_ms": 10.1}) == " (1.01 x, over)"

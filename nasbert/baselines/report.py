@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nasbert.baselines.choose import WINDOW
 from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
 from nasbert.errors import UserError
 
@@ -85,6 +86,16 @@ def mark_picks(rows: list[dict]) -> None:
             max(searched, key=lambda r: r["held_out"])["picked"] = True
 
 
+def share_text(row: dict) -> str:
+    """" (0.96 x)" for a model of a budget: its measured share of the budget, with "over" above it and "under"
+    below the 10 % window (such a model is not at equal latency with the others of its budget); "" without one."""
+    if not row["latency_budget_ms"]:
+        return ""
+    share = row["measured_ms"] / row["latency_budget_ms"]
+    where = ", over" if share > 1.0 else ", under" if share < WINDOW else ""
+    return f" ({share:.2f} x{where})"
+
+
 def _family_rank(family: str) -> int:
     return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
 
@@ -96,14 +107,15 @@ def markdown(payload: dict) -> str:
     lines = [f"{payload['metric']} on the dev set, mean [min, max] of {payload['seeds']} seed(s), students {how}; "
              f"latency measured side by side on {c.get('device_name', c['device'])}, {c['threads']} thread(s), batch "
              f"{c['batch_size']} x {c['seq_len']} tokens ({payload['latency_note']})", "",
-             f"| model | family | budget | measured ms | {payload['metric']} mean [min, max] |"
+             f"| model | family | budget | measured ms (x budget) | {payload['metric']} mean [min, max] |"
              + (f" held-out {held_out['metric']} |" if held_out else ""),
              "| --- | --- | --- | --- | --- |" + (" --- |" if held_out else "")]
     for r in payload["models"]:
         budget = f"{r['latency_budget_ms']:.3f} ms" if r["latency_budget_ms"] else "-"
         spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
         name = f"{r['name']} (picked)" if r.get("picked") else r["name"]
-        line = f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f} | {r['mean']:.4f}{spread} |"
+        line = (f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f}{share_text(r)} | "
+                f"{r['mean']:.4f}{spread} |")
         if held_out:
             line += f" {r['held_out']:.4f} |" if r.get("held_out") is not None else " - |"
         lines.append(line)
