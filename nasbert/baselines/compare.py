@@ -89,7 +89,7 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
     distil options (DistillConfig fields) every run shares."""
     output = Path(config.output)
     models, teacher = models_to_compare(config)
-    held_out_tables = pick_held_out_rows(config, task_values, output) if config.held_out_rows else None
+    seed_tables = pick_held_out_rows(config, task_values, output) if config.held_out_rows else None
     output.mkdir(parents=True, exist_ok=True)
     latency = side_by_side(models + [teacher], config, output, bool(task_values.get("trust_remote_code")))
     given = (Path(teacher.folder) / "eval_results.json").is_file()  # a `nasbert finetune` output: used as it is
@@ -104,8 +104,8 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
         for model in models:
             runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    held_out = (score_held_out(models, runs, held_out_tables, config.held_out_rows, task_values)
-                if held_out_tables else None)
+    held_out = (score_held_out(models, runs, seed_tables, config.held_out_rows, task_values) if seed_tables
+                else None)
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
                         held_out=held_out)
 
