@@ -87,8 +87,8 @@ def mark_picks(rows: list[dict]) -> None:
 
 
 def share_text(row: dict) -> str:
-    """" (0.96 x)" for a model of a budget: its measured share of the budget, with "over" above it and "under"
-    below the 10 % window (such a model is not at equal latency with the others of its budget); "" without one."""
+    """A model's measured share of its budget as " (0.96 x)", with ", over" above the budget and ", under" below
+    the 10 % window (such a model is not at equal latency with the others of its budget); "" without a budget."""
     if not row["latency_budget_ms"]:
         return ""
     share = row["measured_ms"] / row["latency_budget_ms"]
