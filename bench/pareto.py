@@ -20,7 +20,8 @@ continue; every command it runs is printed first):
     budget alike (searched-...-FRACTION-rK)
  5. `nasbert baselines` at the same budgets with the same refinement R: the depth-pruned teacher, the
     width-pruned teacher and NAS-BERT's uniform students, each measured within 10 % under its budget (or not
-    compared, with the sentence why)
+    compared, with the sentence why); the budgets scaled by the teacher timed now over step 2's figure
+    (--budget-teacher-ms), so a machine slower than on step 2's day gets the same shares of the teacher
  5b. a reference at its own latency: DistilBERT's initialisation (every other teacher layer, whole), refined
     like the others (the depth family rarely fits the budgets: a student keeps one layer per block)
  6. `nasbert compare` per task: every student and the teacher fine-tuned alike (`--recipe R` distils the
@@ -113,16 +114,10 @@ def call(stage: str, args: list[str], log: dict, allow_fail: bool = False) -> in
 
 
 def measure_teacher_ms(teacher: str, lut_path: Path) -> float:
-    from transformers import AutoModel
-
+    from nasbert.baselines.budgets import time_teacher
     from nasbert.latency.lut import LatencyTable
-    from nasbert.latency.measure import gauge_reference_ms, measure_model_ms
 
-    lut = LatencyTable.load(lut_path)
-    c = lut.conditions
-    model = AutoModel.from_pretrained(teacher).eval()
-    return measure_model_ms(model, c.batch_size, c.seq_len, c.threads, c.device,
-                            gauge_reference_ms=gauge_reference_ms(lut))
+    return time_teacher(teacher, LatencyTable.load(lut_path))
 
 
 def smoke_assets(work: Path) -> dict:
@@ -335,9 +330,11 @@ def main() -> None:
 
     # 5. the baseline families at the same budgets, with the same refinement
     baselines = work / "baselines"
+    # the budgets scaled by the teacher's latency now over then: members and (by default) the comparison's window
+    # are judged as shares of the teacher, on a machine a few per cent slower or faster than on step 2's day
     call("baselines", ["baselines", str(sn), "--latency-budget", *budgets.values(), "--lut", str(lut), "--output",
-                       str(baselines), *flags["baselines"], *(["--keep-closest"] if args.keep_closest else []),
-                       *refine], log)
+                       str(baselines), "--budget-teacher-ms", f"{log['teacher_ms']:.4f}", *flags["baselines"],
+                       *(["--keep-closest"] if args.keep_closest else []), *refine], log)
 
     # 5b. DistilBERT's own recipe at its own latency, whatever the budgets: every other teacher layer, whole
     reference = distilbert_reference(teacher, sn, work, refine, log)

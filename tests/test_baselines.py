@@ -446,6 +446,55 @@ def test_a_budget_nothing_fits_gets_one_sentence_per_family_and_exit_0(tiny, tmp
     assert not (out / "students").exists()
 
 
+def test_budgets_are_scaled_by_the_teacher_timed_now_over_its_latency_when_they_were_set(tiny, tmp_path, capsys,
+                                                                                        monkeypatch):
+    """The teacher times 2 ms here and the budgets were set at 1 ms: each budget is aimed at twice its value (a
+    budget a third of the smallest member's prediction then leaves that member out by 1.5 x, not 3 x, of SLACK);
+    the rows keep the budget as given. A resumed run reuses the timing; another --budget-teacher-ms, or nothing
+    timed here, is refused with nothing written."""
+    from nasbert.baselines import run as baselines_run
+
+    timed = []
+    monkeypatch.setattr(baselines_run, "time_teacher", lambda folder, *a: timed.append(folder) or 2.0)
+    smallest = min(p.predicted_ms for p in _priced("width", tiny["space"], LatencyTable.load(tiny["lut"])))
+    budget = float(f"{smallest / 3:.6f}")  # as the command line gives it
+    argv = [a for a in _baselines_argv(tiny, budget, tmp_path / "out") if a not in ("--measure-top", "0")]
+    argv += ["--families", "width", "--min-run-time", "0.01", "--rounds", "1", "--budget-teacher-ms", "1"]
+    assert main(argv) == 0
+    assert timed == [str(tiny["teacher"])]
+    assert "budgets x 2.000: the teacher measures 2.000 ms here, 1.000 ms when they were set" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "out" / "baselines.json").read_text())
+    [row] = saved["baselines"]
+    assert saved["teacher_ms"] == 2.0 and saved["options"]["budget_teacher_ms"] == 1.0
+    assert row["latency_budget_ms"] == pytest.approx(budget) and row["aimed_budget_ms"] == pytest.approx(2 * budget)
+    assert row["note"].startswith(f"no width student is predicted within {2 * budget:.3f} ms")
+    assert f"(aimed at {2 * budget:.3f} ms)" in (tmp_path / "out" / "baselines.md").read_text()
+
+    assert main(argv) == 0 and timed == [str(tiny["teacher"])]  # resumed: the first timing stands
+    before = (tmp_path / "out" / "baselines.json").read_text()
+    assert main([*argv[:-1], "1.5"]) == 2
+    assert "holds choices made with --budget-teacher-ms 1.0, not 1.5 as now" in capsys.readouterr().err
+    assert (tmp_path / "out" / "baselines.json").read_text() == before
+    untimed = [*argv, "--measure-top", "0", "--output", str(tmp_path / "untimed")]
+    assert main(untimed) == 2
+    assert "--budget-teacher-ms scales the budgets by the teacher timed here, and nothing is timed here: " \
+           "--measure-top 0" in capsys.readouterr().err
+    assert not (tmp_path / "untimed").exists()
+
+
+def test_the_teacher_is_timed_as_its_bare_encoder_under_the_tables_conditions(tiny):
+    from nasbert.baselines.budgets import time_teacher
+    from nasbert.latency.measure import measure_model_ms
+
+    table = LatencyTable.load(tiny["lut"])
+    c = table.conditions
+    ms = time_teacher(str(tiny["teacher"]), table, min_run_time_s=0.05, rounds=1)
+    alone = measure_model_ms(AutoModel.from_pretrained(tiny["teacher"]).eval(), c.batch_size, c.seq_len, c.threads,
+                             min_run_time_s=0.05, rounds=1)
+    assert 0.5 < ms / alone < 2.0  # the same model, timed the same way (two shared-machine timings apart)
+    assert c.seq_len == 32  # the table's, not the default 128 (a 4x longer input would be several times slower)
+
+
 def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_path, capsys):
     lut = LatencyTable.load(tiny["lut"])
     smallest = [min(p.predicted_ms for p in _priced(f, tiny["space"], lut)) for f in FAMILIES]

@@ -7,6 +7,7 @@ import math
 import pytest
 from scipy import stats
 
+from nasbert.baselines.budgets import BudgetScale
 from nasbert.baselines.margins import budget_margins, interval_text, margin_interval
 from nasbert.baselines.report import markdown, share_text
 
@@ -72,3 +73,23 @@ def test_each_budget_judges_its_pick_against_its_best_family() -> None:
     assert "| teacher | teacher | - | 1.000 | " in table
     assert share_text({"latency_budget_ms": 10.0, "measured_ms": 9.5}) == " (0.95 x)"
     assert share_text({"latency_budget_ms": 10.0, "measured_ms": 10.1}) == " (1.01 x, over)"
+
+
+def test_a_scaled_budget_judges_each_models_share_against_the_teacher_timed_beside_it() -> None:
+    """Budgets set when the teacher measured 15.3 ms, the teacher 16.0 ms here: a 3.6 ms student of the 3.825 ms
+    budget is 0.94 x it as given but 0.90 x the 4.0 ms it scales to; one at 3.5 ms falls under the window."""
+    scale = BudgetScale(teacher_ms=16.0, set_at_ms=15.3)
+    assert scale.scaled(3.825) == pytest.approx(4.0)
+    assert scale.text() == "budgets x 1.046: the teacher measures 16.000 ms here, 15.300 ms when they were set"
+    row = {"latency_budget_ms": 3.825, "judged_budget_ms": scale.scaled(3.825), "measured_ms": 3.6}
+    assert share_text(row) == " (0.90 x)" and share_text({**row, "judged_budget_ms": None}) == " (0.94 x)"
+    assert share_text({**row, "measured_ms": 3.5}) == " (0.88 x, under)"
+
+    rows = [_row("teacher", "teacher", None, [0.85]) | {"judged_budget_ms": None, "measured_ms": 16.0},
+            _row("width-4", "width", 3.825, [0.7]) | {"judged_budget_ms": 4.0, "measured_ms": 3.6}]
+    payload = {"metric": "accuracy", "recipe": "finetune", "seeds": 1, "held_out": None, "models": rows,
+               "margins": [], "latency_note": "quiet", "budget_scale": {"text": scale.text()},
+               "latency_conditions": {"device": "cpu", "threads": 2, "batch_size": 1, "seq_len": 128}}
+    table = markdown(payload)
+    assert "(quiet); budgets x 1.046: the teacher measures 16.000 ms here" in table
+    assert "| width-4 | width | 3.825 ms (4.000 here) | 3.600 (0.90 x) |" in table

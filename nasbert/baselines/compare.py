@@ -9,6 +9,10 @@ side, in one table and one plot of task score against measured latency.
                                held-out mean; per budget the searched student picked by it)
     OUTPUT/compare.md          the table;  OUTPUT/compare.png  the plot
 
+With --budget-teacher-ms (or a --baselines run made with it) each budget is judged scaled by the teacher timed side
+by side over its latency when the budgets were set (nasbert.baselines.budgets): a model's share of its budget is
+then its share of the teacher timed beside it, over the budget's fraction of the teacher.
+
 A teacher folder that `nasbert finetune` wrote (it holds eval_results.json) is used as it is: its score is its
 own, and it is the recipe's teacher; any other teacher is fine-tuned here with every seed, like the students.
 Resumable: a fine-tune whose eval_results.json exists is kept (one left half-done is started over; one made from
@@ -24,6 +28,7 @@ import shutil
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
+from nasbert.baselines.budgets import BudgetScale
 from nasbert.baselines.config import CompareConfig
 from nasbert.baselines.report import run_settings, write_report
 from nasbert.baselines.run import RESULTS, read_rows
@@ -106,8 +111,19 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
     held_out = (score_held_out(models, runs, seed_tables, config.held_out_rows, task_values) if seed_tables
                 else None)
+    scale = budget_scale(config, latency)
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
-                        held_out=held_out)
+                        held_out=held_out, scale=scale)
+
+
+def budget_scale(config: CompareConfig, latency: dict) -> BudgetScale | None:
+    """The teacher timed side by side over --budget-teacher-ms (by default the --baselines run's), which every
+    budget is judged scaled by; None where neither gives one."""
+    set_at = config.budget_teacher_ms
+    if set_at is None and config.baselines:
+        set_at = (json.loads((Path(config.baselines) / RESULTS).read_text()).get("options") or {}).get(
+            "budget_teacher_ms")
+    return BudgetScale(latency["ms"]["teacher"], set_at) if set_at else None
 
 
 def pick_held_out_rows(config: CompareConfig, task_values: dict, output: Path) -> list[Path]:

@@ -14,6 +14,10 @@ from nasbert.finetune.distill.registry import RECIPES
 
 assert recipes  # registers every recipe (the --recipe choices)
 DEPTH_LAYERS = ("evenly", "importance")
+BUDGET_TEACHER_HELP = ("the teacher's latency when the budgets were set (e.g. `nasbert latency measure` on the day "
+                       "the table was profiled): the teacher is timed here too and every budget is scaled by its "
+                       "latency here over MS, so a machine running 5 %% slower today gets budgets 5 %% larger, each "
+                       "the same share of the teacher (default: the budgets as given)")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class BaselinesConfig:
         "help": "also export a family's closest member under the budget when none measures within 10 %% under it "
                 "(marked in baselines.json)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda, for the supernet and the refinement"})
+    budget_teacher_ms: float | None = field(default=None, metadata={
+        "metavar": "MS", "help": BUDGET_TEACHER_HELP + " and each member is chosen against its scaled budget"})
 
     def __post_init__(self) -> None:
         names = [name.strip() for item in self.families for name in item.split(",") if name.strip()]
@@ -52,7 +58,7 @@ class BaselinesConfig:
         for name in ("measure_top", "tightenings"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
-        require_positive(self, "min_run_time", "rounds")
+        require_positive(self, "min_run_time", "rounds", "budget_teacher_ms")
 
 
 @dataclass
@@ -85,6 +91,10 @@ class CompareConfig:
         "help": "also score each seed's fine-tunes on this many training rows that seed's --max-train-samples "
                 "draw left out, and mark per budget the searched student that scores best there (mean over seeds): "
                 "a pick among several candidates that never looks at the dev set (default 0: off)"})
+    budget_teacher_ms: float | None = field(default=None, metadata={
+        "metavar": "MS", "help": BUDGET_TEACHER_HELP.replace("here too", "side by side with the students")
+        .replace("(default: the budgets as given)", "and each model's share of its budget is judged against the "
+                 "scaled one (default: the --baselines run's, else the budgets as given)")})
 
     def __post_init__(self) -> None:
         if not self.students and not self.baselines:
@@ -93,3 +103,4 @@ class CompareConfig:
                          "latency_min_run_time")
         if self.held_out_rows < 0:
             raise UserError("--held-out-rows must be 0 or more")
+        require_positive(self, "budget_teacher_ms")

@@ -13,6 +13,7 @@ from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
 from nasbert.errors import UserError
 
 if TYPE_CHECKING:
+    from nasbert.baselines.budgets import BudgetScale
     from nasbert.baselines.compare import Compared
     from nasbert.baselines.config import CompareConfig
 
@@ -44,9 +45,11 @@ def score(out: Path, metric: str | None) -> tuple[float, str]:
 
 
 def write_report(output: Path, models: list[Compared], latency: dict, runs: dict[str, list[Path]],
-                 config: CompareConfig, task: dict, teacher_given: bool = False, held_out: dict | None = None) -> dict:
+                 config: CompareConfig, task: dict, teacher_given: bool = False, held_out: dict | None = None,
+                 scale: BudgetScale | None = None) -> dict:
     """Write compare.json, compare.md and compare.png; return compare.json's content. `held_out` ({"rows",
-    "metric", "means"}) adds each student's held-out mean and, per budget, the searched student it picks."""
+    "metric", "means"}) adds each student's held-out mean and, per budget, the searched student it picks; `scale`
+    each budget's scaled value (`judged_budget_ms`), which its models' shares are of."""
     metric = None
     rows = []
     for model in models:
@@ -56,6 +59,7 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
             scores.append(value)
         rows.append({"name": model.name, "family": model.family, "budget": model.budget,
                      "latency_budget_ms": model.budget_ms, "folder": model.folder,
+                     "judged_budget_ms": scale.scaled(model.budget_ms) if scale and model.budget_ms else None,
                      "measured_ms": latency["ms"][model.name], "scores": scores,
                      "mean": statistics.mean(scores), "min": min(scores), "max": max(scores)})
         if held_out is not None and model.name in held_out["means"]:  # students only
@@ -65,7 +69,9 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
     rows.sort(key=lambda r: (-(r["latency_budget_ms"] or float("inf")), _family_rank(r["family"]), r["name"]))
     payload = {"metric": metric, "task": task, "held_out": held_out and {k: held_out[k] for k in ("rows", "metric")},
                "recipe": config.recipe or "finetune", "seeds": config.seeds, "teacher_given": teacher_given,
-               "latency_conditions": latency["conditions"], "latency_note": latency["note"], "models": rows,
+               "latency_conditions": latency["conditions"], "latency_note": latency["note"],
+               "budget_scale": scale and {"teacher_ms": scale.teacher_ms, "set_at_ms": scale.set_at_ms,
+                                          "text": scale.text()}, "models": rows,
                "margins": budget_margins(rows)}
     (output / "compare.json").write_text(json.dumps(payload, indent=1))
     text = markdown(payload)
@@ -87,11 +93,13 @@ def mark_picks(rows: list[dict]) -> None:
 
 
 def share_text(row: dict) -> str:
-    """A model's measured share of its budget as " (0.96 x)", with ", over" above the budget and ", under" below
-    the 10 % window (such a model is not at equal latency with the others of its budget); "" without a budget."""
-    if not row["latency_budget_ms"]:
+    """A model's measured share of its budget (scaled, where the comparison scales budgets) as " (0.96 x)", with
+    ", over" above the budget and ", under" below the 10 % window (such a model is not at equal latency with the
+    others of its budget); "" without a budget."""
+    budget_ms = row.get("judged_budget_ms") or row["latency_budget_ms"]
+    if not budget_ms:
         return ""
-    share = row["measured_ms"] / row["latency_budget_ms"]
+    share = row["measured_ms"] / budget_ms
     where = ", over" if share > 1.0 else ", under" if share < WINDOW else ""
     return f" ({share:.2f} x{where})"
 
@@ -106,12 +114,16 @@ def markdown(payload: dict) -> str:
     held_out = payload.get("held_out")
     lines = [f"{payload['metric']} on the dev set, mean [min, max] of {payload['seeds']} seed(s), students {how}; "
              f"latency measured side by side on {c.get('device_name', c['device'])}, {c['threads']} thread(s), batch "
-             f"{c['batch_size']} x {c['seq_len']} tokens ({payload['latency_note']})", "",
+             f"{c['batch_size']} x {c['seq_len']} tokens ({payload['latency_note']})"
+             + (f"; {payload['budget_scale']['text']} (x budget: of the scaled one)" if payload.get("budget_scale")
+                else ""), "",
              f"| model | family | budget | measured ms (x budget) | {payload['metric']} mean [min, max] |"
              + (f" held-out {held_out['metric']} |" if held_out else ""),
              "| --- | --- | --- | --- | --- |" + (" --- |" if held_out else "")]
     for r in payload["models"]:
         budget = f"{r['latency_budget_ms']:.3f} ms" if r["latency_budget_ms"] else "-"
+        if r.get("judged_budget_ms"):
+            budget += f" ({r['judged_budget_ms']:.3f} here)"
         spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
         name = f"{r['name']} (picked)" if r.get("picked") else r["name"]
         line = (f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f}{share_text(r)} | "
@@ -148,7 +160,8 @@ def plot(payload: dict, path: Path) -> Path:
         for r in rows:
             axes.annotate(r["name"], (r["measured_ms"], r["mean"]), fontsize=6, xytext=(4, 4),
                           textcoords="offset points")
-    for budget in sorted({r["latency_budget_ms"] for r in payload["models"] if r["latency_budget_ms"]}):
+    for budget in sorted({r.get("judged_budget_ms") or r["latency_budget_ms"] for r in payload["models"]
+                          if r["latency_budget_ms"]}):
         axes.axvline(budget, ls=":", c="0.6")
     axes.set_xlabel(f"measured latency, batch {payload['latency_conditions']['batch_size']} x "
                     f"{payload['latency_conditions']['seq_len']} (ms)")

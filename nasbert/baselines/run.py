@@ -9,6 +9,10 @@
 Staged and resumable: a choice is written as soon as it is made and kept when the command runs again (it is not
 re-measured), and a student already exported is kept; what is missing is exported (and refined together) on the
 next run. An interrupted refinement continues where it stopped.
+
+With --budget-teacher-ms the teacher is timed first, as the members are, and each member is chosen against its
+budget scaled by the teacher's latency now over then (nasbert.baselines.budgets); a row keeps the budget as
+given and its `aimed_budget_ms`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nasbert.baselines.budgets import BudgetScale, time_teacher
 from nasbert.baselines.choose import SLACK, Choice, Priced, SharedTimings, choose
 from nasbert.baselines.config import BaselinesConfig
 from nasbert.baselines.families import FAMILIES
@@ -42,7 +47,6 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     budgets = {f"{ms:g}ms": ms for ms in (parse_latency_ms(b) for b in config.latency_budget)}
     lut = LatencyTable.load(config.lut)
     lut.check_space(run.space)
-    output.mkdir(parents=True, exist_ok=True)
     kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
     context = proposal_context(run, config, options)
     timings, unmeasured = None, "--measure-top 0"
@@ -53,26 +57,55 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
             unmeasured = str(error)
         else:
             timings = SharedTimings(lambda member: time_arch(str(member.arch), member.ffn_ratio))
+    scale = budget_scale(run, config, lut, output, timings is not None, unmeasured)
+    if scale is not None:
+        print(scale.text(), flush=True)
+    output.mkdir(parents=True, exist_ok=True)
     asked = {(name, family) for name in budgets for family in config.families}
     others = [row for key, row in kept.items() if key not in asked]  # earlier budgets and families stay listed
     rows = []
     for name, budget_ms in budgets.items():
+        aim_ms = scale.scaled(budget_ms) if scale is not None else budget_ms
         for family in config.families:
             row = kept.get((name, family))
             if row is None:
                 timer = timings.for_one_choice() if timings is not None else None
-                row = choose_row(family, name, budget_ms, context, lut, timer, unmeasured, config, output)
+                row = choose_row(family, name, aim_ms, context, lut, timer, unmeasured, config, output)
+                # the row keeps the budget as given, which names it beside the searched students of that budget
+                row.update(latency_budget_ms=budget_ms, aimed_budget_ms=aim_ms if scale is not None else None)
             print(f"{name} {family}: {row['arch'] or '-'}  {row['note']}", flush=True)
             rows.append(row)
-            write_rows(output, rows + others, run, config)  # a choice is kept even if a later one is interrupted
+            write_rows(output, rows + others, run, config, scale)  # a choice is kept even if a later one is stopped
     rows += others
     export_missing(run, rows, output, options)
     for row in rows:
         if row["folder"] and (Path(row["folder"]) / "nasbert_export.json").exists():
             row["export_measured_ms"] = export_facts(row["folder"]).get("measured_latency_ms")
-    write_rows(output, rows, run, config)
+    write_rows(output, rows, run, config, scale)
     print(table(rows))
     return rows
+
+
+def budget_scale(run: Run, config: BaselinesConfig, lut: LatencyTable, output: Path, timed: bool,
+                 unmeasured: str) -> BudgetScale | None:
+    """With --budget-teacher-ms, the teacher timed here (a resumed run reuses its first timing, so its kept and new
+    choices aim at the same budgets); None without it. Refused where the kept choices were made with another
+    --budget-teacher-ms, or where nothing is timed here."""
+    path = output / RESULTS
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    then = (kept.get("options") or {}).get("budget_teacher_ms")
+    if kept.get("baselines") and then != config.budget_teacher_ms:
+        raise UserError(f"{output} holds choices made with --budget-teacher-ms {then}, not "
+                        f"{config.budget_teacher_ms} as now; give the same, or another --output")
+    if config.budget_teacher_ms is None:
+        return None
+    if kept.get("teacher_ms"):
+        return BudgetScale(kept["teacher_ms"], config.budget_teacher_ms)
+    if not timed:
+        raise UserError(f"--budget-teacher-ms scales the budgets by the teacher timed here, and nothing is timed "
+                        f"here: {unmeasured}")
+    return BudgetScale(time_teacher(run.config.teacher, lut, config.min_run_time, config.rounds),
+                       config.budget_teacher_ms)
 
 
 def proposal_context(run: Run, config: BaselinesConfig, options: ExportOptions) -> ProposalContext:
@@ -215,10 +248,12 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig) -> None:
+def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig,
+               scale: BudgetScale | None = None) -> None:
     payload = {"run": str(run.path), "teacher": run.config.teacher, "lut": str(config.lut),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "options": {k: v for k, v in asdict(config).items() if k not in ("run", "output")}, "baselines": rows}
+               "options": {k: v for k, v in asdict(config).items() if k not in ("run", "output")},
+               "teacher_ms": scale and scale.teacher_ms, "baselines": rows}
     tmp = output / (RESULTS + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1))
     tmp.rename(output / RESULTS)
@@ -229,7 +264,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| budget | family | arch | init | predicted ms | measured ms | note |", "|" + " --- |" * 7]
     for r in rows:
         arch = f"`{r['arch']}`{ffn_suffix(r.get('ffn_ratio'))}" if r["arch"] else "-"
-        lines.append(f"| {r['budget']} | {r['family']} | {arch} | "
+        aimed = f" (aimed at {r['aimed_budget_ms']:.3f} ms)" if r.get("aimed_budget_ms") else ""
+        lines.append(f"| {r['budget']}{aimed} | {r['family']} | {arch} | "
                      f"{r['init'] or '-'}{' ' + str(r['teacher_layers']) if r['teacher_layers'] else ''} | "
                      f"{_ms(r['predicted_ms'])} | {_ms(r['measured_ms'])} | "
                      f"{r['note']} |")
