@@ -482,6 +482,39 @@ def test_budgets_are_scaled_by_the_teacher_timed_now_over_its_latency_when_they_
     assert not (tmp_path / "untimed").exists()
 
 
+def test_compare_scales_budgets_by_the_baselines_runs_teacher_figure_unless_given_its_own(tmp_path):
+    from nasbert.baselines.compare import budget_scale
+
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    (folder / "baselines.json").write_text(json.dumps({"options": {"budget_teacher_ms": 15.3}, "baselines": []}))
+    latency = {"ms": {"teacher": 16.0}}
+    assert budget_scale(CompareConfig(output="o", baselines=str(folder)), latency).factor == pytest.approx(16 / 15.3)
+    assert budget_scale(CompareConfig(output="o", baselines=str(folder), budget_teacher_ms=16.0), latency).factor == 1
+    assert budget_scale(CompareConfig(output="o", students=["s"]), latency) is None  # the budgets as given
+    (folder / "baselines.json").write_text(json.dumps({"options": {}, "baselines": []}))  # made without the flag
+    assert budget_scale(CompareConfig(output="o", baselines=str(folder)), latency) is None
+
+
+def test_compare_finds_members_named_from_another_directory_and_refuses_one_not_exported(tmp_path, monkeypatch):
+    """baselines.json written with a relative --output names its folders relative to where it ran; `compare`, run
+    elsewhere, takes each from the baselines folder, and a chosen member with no student is refused, not skipped."""
+    folder = tmp_path / "work" / "baselines"
+    (folder / "students" / "width-5ms").mkdir(parents=True)
+    (folder / "students" / "width-5ms" / "config.json").write_text("{}")
+    rows = [{"budget": "5ms", "family": "width", "latency_budget_ms": 5.0, "folder": "baselines/students/width-5ms"},
+            {"budget": "5ms", "family": "depth", "latency_budget_ms": 5.0, "folder": None}]
+    (folder / "baselines.json").write_text(json.dumps({"teacher": "t", "baselines": rows}))
+    monkeypatch.chdir(tmp_path)
+    models, _ = models_to_compare(CompareConfig(output="o", baselines=str(folder)))
+    assert [(m.name, m.folder) for m in models] == [("width-5ms", str(folder / "students" / "width-5ms"))]
+    rows.append({"budget": "5ms", "family": "uniform", "latency_budget_ms": 5.0, "folder": "x/students/uniform-5ms"})
+    (folder / "baselines.json").write_text(json.dumps({"teacher": "t", "baselines": rows}))
+    with pytest.raises(UserError, match=r"chose a member in x/students/uniform-5ms, which holds no student; run "
+                                        "`nasbert baselines` again to export it"):
+        models_to_compare(CompareConfig(output="o", baselines=str(folder)))
+
+
 def test_the_teacher_is_timed_as_its_bare_encoder_under_the_tables_conditions(tiny):
     from nasbert.baselines.budgets import time_teacher
     from nasbert.latency.measure import measure_model_ms

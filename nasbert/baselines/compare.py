@@ -63,8 +63,9 @@ def models_to_compare(config: CompareConfig) -> tuple[list[Compared], Compared]:
             raise UserError(f"{config.baselines} holds no {RESULTS}; give a `nasbert baselines` output folder")
         teacher = teacher or json.loads(path.read_text()).get("teacher")
         for row in read_rows(path):
-            if row.get("folder") and (Path(row["folder"]) / "config.json").is_file():
-                models.append(Compared(Path(row["folder"]).name, row["family"], row["folder"], row["budget"],
+            if row.get("folder"):
+                folder = member_folder(Path(config.baselines), row["folder"])
+                models.append(Compared(folder.name, row["family"], str(folder), row["budget"],
                                        row["latency_budget_ms"]))
     for folder in config.students or []:
         if not (Path(folder) / "config.json").is_file():
@@ -87,6 +88,17 @@ def models_to_compare(config: CompareConfig) -> tuple[list[Compared], Compared]:
     if not models:
         raise UserError("no student to compare: the --baselines folder exported none and no --students were given")
     return models, Compared("teacher", "teacher", str(teacher))
+
+
+def member_folder(baselines: Path, folder: str) -> Path:
+    """A chosen member's student folder: as baselines.json names it, else the one of that name in the baselines
+    folder (a relative name written from another working directory, or a moved baselines folder). A member chosen
+    but not exported (its run was interrupted) is refused, never left out of the table in silence."""
+    for candidate in (Path(folder), baselines / "students" / Path(folder).name):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise UserError(f"{baselines} chose a member in {folder}, which holds no student; run `nasbert baselines` "
+                    "again to export it")
 
 
 def compare(config: CompareConfig, task_values: dict) -> dict:

@@ -43,7 +43,7 @@ RESULTS = "baselines.json"
 
 def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> list[dict]:
     """Choose (or keep) a member of every family under every budget, export the missing ones; the rows written."""
-    output = Path(config.output)
+    output = Path(config.output).resolve()  # rows name their folders absolutely: `compare` may run elsewhere
     budgets = {f"{ms:g}ms": ms for ms in (parse_latency_ms(b) for b in config.latency_budget)}
     lut = LatencyTable.load(config.lut)
     lut.check_space(run.space)
