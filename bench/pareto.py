@@ -165,7 +165,7 @@ def settings(args: argparse.Namespace) -> dict:
                        "--refine-lr", str(args.refine_lr), "--refine-seq-len", str(args.seq_len), "--save-every", "50"],
             "baselines": [],
             "compare": ["--lr", str(args.finetune_lr), "--teacher-lr", "5e-5", "--max-seq-len",
-                        str(args.finetune_seq_len), "--latency-rounds", "5"]}
+                        str(args.finetune_seq_len)]}  # compare's own timing defaults: 15 rounds of 3 s
 
 
 def task_override(text: str) -> tuple[str, str]:

@@ -84,9 +84,11 @@ class CompareConfig:
     latency_threads: int | None = field(default=None, metadata={"help": "threads when timing (default: torch's)"})
     latency_batch_size: int = field(default=1, metadata={"help": "batch size when timing"})
     latency_seq_len: int = field(default=128, metadata={"help": "tokens per sequence when timing"})
-    latency_rounds: int = field(default=3, metadata={
+    # a 10 % window judged against one side-by-side timing needs a steady median: on a shared 2-core VM five
+    # rounds of 1 s read the teacher 5-10 % slow on busy spells, fifteen of 3 s put 13 students at 0.94-0.99 x
+    latency_rounds: int = field(default=15, metadata={
         "help": "interleaved rounds: each round times every model once, the median round is kept"})
-    latency_min_run_time: float = field(default=1.0, metadata={"help": "seconds of timing per model over all rounds"})
+    latency_min_run_time: float = field(default=3.0, metadata={"help": "seconds of timing per model over all rounds"})
     held_out_rows: int = field(default=0, metadata={
         "help": "also score each seed's fine-tunes on this many training rows that seed's --max-train-samples "
                 "draw left out, and mark per budget the searched student that scores best there (mean over seeds): "
