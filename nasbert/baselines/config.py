@@ -14,10 +14,14 @@ from nasbert.finetune.distill.registry import RECIPES
 
 assert recipes  # registers every recipe (the --recipe choices)
 DEPTH_LAYERS = ("evenly", "importance")
-BUDGET_TEACHER_HELP = ("the teacher's latency when the budgets were set (e.g. `nasbert latency measure` on the day "
-                       "the table was profiled): the teacher is timed here too and every budget is scaled by its "
-                       "latency here over MS, so a machine running 5 %% slower today gets budgets 5 %% larger, each "
-                       "the same share of the teacher (default: the budgets as given)")
+
+
+def budget_teacher_help(timed: str, judged: str, default: str) -> str:
+    """--budget-teacher-ms's help: where the teacher is timed, what the scaled budgets judge, the default."""
+    return (f"the teacher's latency when the budgets were set (e.g. `nasbert latency measure` on the day the table "
+            f"was profiled): the teacher is timed {timed} and every budget is scaled by its latency there over MS, "
+            f"so a machine running 5 %% slower today gets budgets 5 %% larger, each the same share of the teacher; "
+            f"{judged} (default: {default})")
 
 
 @dataclass
@@ -47,7 +51,8 @@ class BaselinesConfig:
                 "(marked in baselines.json)"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda, for the supernet and the refinement"})
     budget_teacher_ms: float | None = field(default=None, metadata={
-        "metavar": "MS", "help": BUDGET_TEACHER_HELP + " and each member is chosen against its scaled budget"})
+        "metavar": "MS", "help": budget_teacher_help("here, as the members are,", "each member is chosen "
+                                                     "against its scaled budget", "the budgets as given")})
 
     def __post_init__(self) -> None:
         names = [name.strip() for item in self.families for name in item.split(",") if name.strip()]
@@ -94,9 +99,9 @@ class CompareConfig:
                 "draw left out, and mark per budget the searched student that scores best there (mean over seeds): "
                 "a pick among several candidates that never looks at the dev set (default 0: off)"})
     budget_teacher_ms: float | None = field(default=None, metadata={
-        "metavar": "MS", "help": BUDGET_TEACHER_HELP.replace("here too", "side by side with the students")
-        .replace("(default: the budgets as given)", "and each model's share of its budget is judged against the "
-                 "scaled one (default: the --baselines run's, else the budgets as given)")})
+        "metavar": "MS", "help": budget_teacher_help("side by side with the students", "each model's share of "
+                                                     "its budget is of the scaled one", "the --baselines run's, "
+                                                     "else the budgets as given")})
 
     def __post_init__(self) -> None:
         if not self.students and not self.baselines:
