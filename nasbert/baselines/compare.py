@@ -31,7 +31,7 @@ from pathlib import Path
 from nasbert.baselines.budgets import BudgetScale
 from nasbert.baselines.config import CompareConfig
 from nasbert.baselines.report import run_settings, write_report
-from nasbert.baselines.run import RESULTS, read_rows
+from nasbert.baselines.run import RESULTS, read_results
 from nasbert.baselines.side_by_side import time_side_by_side
 from nasbert.errors import UserError
 from nasbert.finetune.config import FinetuneConfig
@@ -61,8 +61,9 @@ def models_to_compare(config: CompareConfig) -> tuple[list[Compared], Compared]:
         path = Path(config.baselines) / RESULTS
         if not path.is_file():
             raise UserError(f"{config.baselines} holds no {RESULTS}; give a `nasbert baselines` output folder")
-        teacher = teacher or json.loads(path.read_text()).get("teacher")
-        for row in read_rows(path):
+        saved = read_results(path)
+        teacher = teacher or saved.get("teacher")
+        for row in saved["baselines"]:
             if row.get("folder"):
                 folder = member_folder(Path(config.baselines), row["folder"])
                 models.append(Compared(folder.name, row["family"], str(folder), row["budget"],
@@ -133,8 +134,7 @@ def budget_scale(config: CompareConfig, latency: dict) -> BudgetScale | None:
     budget is judged scaled by; None where neither gives one."""
     set_at = config.budget_teacher_ms
     if set_at is None and config.baselines:
-        set_at = (json.loads((Path(config.baselines) / RESULTS).read_text()).get("options") or {}).get(
-            "budget_teacher_ms")
+        set_at = (read_results(Path(config.baselines) / RESULTS).get("options") or {}).get("budget_teacher_ms")
     return BudgetScale(latency["ms"]["teacher"], set_at) if set_at else None
 
 

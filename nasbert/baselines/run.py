@@ -47,7 +47,8 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     budgets = {f"{ms:g}ms": ms for ms in (parse_latency_ms(b) for b in config.latency_budget)}
     lut = LatencyTable.load(config.lut)
     lut.check_space(run.space)
-    kept = {(row["budget"], row["family"]): row for row in read_rows(output / RESULTS)}
+    saved = read_results(output / RESULTS)
+    kept = {(row["budget"], row["family"]): row for row in saved.get("baselines", [])}
     context = proposal_context(run, config, options)
     timings, unmeasured = None, "--measure-top 0"
     if config.measure_top > 0:
@@ -57,7 +58,7 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
             unmeasured = str(error)
         else:
             timings = SharedTimings(lambda member: time_arch(str(member.arch), member.ffn_ratio))
-    scale = budget_scale(run, config, lut, output, timings is not None, unmeasured)
+    scale = budget_scale(run, config, lut, output, saved, timings is not None, unmeasured)
     if scale is not None:
         print(scale.text(), flush=True)
     output.mkdir(parents=True, exist_ok=True)
@@ -86,13 +87,11 @@ def run_baselines(run: Run, config: BaselinesConfig, options: ExportOptions) -> 
     return rows
 
 
-def budget_scale(run: Run, config: BaselinesConfig, lut: LatencyTable, output: Path, timed: bool,
+def budget_scale(run: Run, config: BaselinesConfig, lut: LatencyTable, output: Path, kept: dict, timed: bool,
                  unmeasured: str) -> BudgetScale | None:
-    """With --budget-teacher-ms, the teacher timed here (a resumed run reuses its first timing, so its kept and new
-    choices aim at the same budgets); None without it. Refused where the kept choices were made with another
-    --budget-teacher-ms, or where nothing is timed here."""
-    path = output / RESULTS
-    kept = json.loads(path.read_text()) if path.is_file() else {}
+    """With --budget-teacher-ms, the teacher timed here (a resumed run reuses its first timing from `kept`, the
+    baselines.json it left, so its kept and new choices aim at the same budgets); None without it. Refused where the
+    kept choices were made with another --budget-teacher-ms, or where nothing is timed here."""
     then = (kept.get("options") or {}).get("budget_teacher_ms")
     if kept.get("baselines") and then != config.budget_teacher_ms:
         raise UserError(f"{output} holds choices made with --budget-teacher-ms {then}, not "
@@ -236,16 +235,18 @@ def _student_in(folder: Path) -> str | None:
     return f"{arch}{ffn_suffix(ratio)}"
 
 
-def read_rows(path: Path) -> list[dict]:
+def read_results(path: Path) -> dict:
+    """A baselines.json's content ({} when there is none yet), its rows checked."""
     if not path.exists():
-        return []
+        return {}
     try:
-        rows = json.loads(path.read_text())["baselines"]
+        payload = json.loads(path.read_text())
+        rows = payload["baselines"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise UserError(f"{path} is not a nasbert baselines.json; remove it or choose another --output") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and {"budget", "family"} <= set(r) for r in rows):
         raise UserError(f"{path} is not a nasbert baselines.json; remove it or choose another --output")
-    return rows
+    return payload
 
 
 def write_rows(output: Path, rows: list[dict], run: Run, config: BaselinesConfig,
