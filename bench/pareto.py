@@ -169,7 +169,7 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def task_override(text: str) -> tuple[str, str]:
-    """A --task-rows / --task-epochs value: TASK=VALUE."""
+    """A --task-rows / --task-epochs / --task-lr value: TASK=VALUE."""
     task, sep, value = text.partition("=")
     if not sep or task not in TASKS or not value:
         raise argparse.ArgumentTypeError(f"{text!r}: give TASK=VALUE with TASK one of {', '.join(TASKS)}")
@@ -177,14 +177,28 @@ def task_override(text: str) -> tuple[str, str]:
 
 
 def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
-    """The fine-tune length of one task's comparison: --finetune-train-samples and --finetune-epochs unless
-    --task-rows / --task-epochs set that task's own (STS-B's regression head needs far more steps than SST-2's
-    2,000 rows x 2 epochs: students stay near Pearson 0.1 there). Rows `all` train on the whole train set."""
+    """One task's fine-tuning flags: --finetune-train-samples and --finetune-epochs unless --task-rows /
+    --task-epochs set that task's own (STS-B's regression head needs far more steps than SST-2's 2,000 rows x 2
+    epochs: students stay near Pearson 0.1 there), and --task-lr that task's learning rate (after the common
+    --lr, so it wins; STS-B's students learn at 1e-4 where 3e-4 leaves them at Pearson 0.2-0.6). Rows `all`
+    train on the whole train set."""
     rows = dict(args.task_rows or []).get(task, str(args.finetune_train_samples))
     epochs = dict(args.task_epochs or []).get(task, str(args.finetune_epochs))
+    lr = dict(args.task_lr or []).get(task)
     if rows != "all" and not (rows.isdigit() and int(rows) > 0):
         sys.exit(f"error: --task-rows {task}={rows}: give a positive number of rows or `all`")
-    return (["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs]
+    if lr is not None and not positive_float(lr):
+        sys.exit(f"error: --task-lr {task}={lr}: give a positive learning rate, e.g. 1e-4")
+    return ((["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs]
+            + (["--lr", lr] if lr is not None else []))
+
+
+def positive_float(text: str) -> bool:
+    """Whether `text` reads as a number over 0."""
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def check_held_out(train_file: Path, length: list[str], args: argparse.Namespace) -> None:
@@ -244,6 +258,9 @@ def main() -> None:
                              "stsb=all; --held-out-rows then skips that task)")
     parser.add_argument("--task-epochs", nargs="+", type=task_override, metavar="TASK=E",
                         help="one task's fine-tuning epochs instead of --finetune-epochs (e.g. stsb=3)")
+    parser.add_argument("--task-lr", nargs="+", type=task_override, metavar="TASK=LR",
+                        help="one task's fine-tuning learning rate instead of --finetune-lr, for every student "
+                             "of it alike (e.g. stsb=1e-4; the teacher keeps its 5e-5)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--recipe", default=None, help="distil the students with this `nasbert distill` recipe")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125])
@@ -267,7 +284,7 @@ def main() -> None:
         valid_text = str(corpus / "valid.txt") if corpus.is_dir() else None
         tasks = {t: SHARED / t for t in TASKS}
     flags = settings(args)
-    lengths = {task: task_finetune(args, task) for task in args.tasks}  # a bad --task-rows stops before any stage
+    lengths = {task: task_finetune(args, task) for task in args.tasks}  # a bad --task-* stops before any stage
     held_out_tasks = {task for task in args.tasks if args.held_out_rows and "--max-train-samples" in lengths[task]}
     for task in held_out_tasks:  # too few rows left for --held-out-rows stops here too, not hours in
         check_held_out(Path(tasks[task]) / "train.tsv", lengths[task], args)

@@ -515,6 +515,23 @@ def test_compare_finds_members_named_from_another_directory_and_refuses_one_not_
         models_to_compare(CompareConfig(output="o", baselines=str(folder)))
 
 
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"baselines": {}}', '{"baselines": [{"budget": "5ms"}]}',
+                                  '{"teacher": "t"}'])
+def test_a_corrupt_baselines_json_is_refused_in_one_sentence_by_compare_and_baselines(tmp_path, text):
+    from nasbert.baselines.run import read_results
+
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    (folder / "baselines.json").write_text(text)
+    sentence = rf"{re.escape(str(folder / 'baselines.json'))} is not a nasbert baselines.json; remove it or choose"
+    with pytest.raises(UserError, match=sentence):
+        models_to_compare(CompareConfig(output="o", baselines=str(folder)))
+    with pytest.raises(UserError, match=sentence):  # what `nasbert baselines` reads before resuming into it
+        read_results(folder / "baselines.json")
+    assert (folder / "baselines.json").read_text() == text  # left as it was
+    assert read_results(tmp_path / "none.json") == {}  # no file yet: a fresh run
+
+
 def test_the_teacher_is_timed_as_its_bare_encoder_under_the_tables_conditions(tiny):
     from nasbert.baselines.budgets import time_teacher
     from nasbert.latency.measure import measure_model_ms

@@ -134,12 +134,17 @@ def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task-rows", nargs="+", type=pareto.task_override)
     parser.add_argument("--task-epochs", nargs="+", type=pareto.task_override)
-    args = parser.parse_args(["--task-rows", "stsb=all", "--task-epochs", "stsb=3"])
+    parser.add_argument("--task-lr", nargs="+", type=pareto.task_override)
+    args = parser.parse_args(["--task-rows", "stsb=all", "--task-epochs", "stsb=3", "--task-lr", "stsb=1e-4"])
     args.finetune_train_samples, args.finetune_epochs = 2000, 2.0
-    assert pareto.task_finetune(args, "stsb") == ["--epochs", "3"]  # every row: no --max-train-samples
+    # every row (no --max-train-samples); the task's lr last, so it wins over the common --lr before it
+    assert pareto.task_finetune(args, "stsb") == ["--epochs", "3", "--lr", "1e-4"]
     assert pareto.task_finetune(args, "sst2") == ["--max-train-samples", "2000", "--epochs", "2.0"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--task-rows", "mnli=all"])  # not a task of the benchmark
+    args.task_lr = [("stsb", "fast")]
+    with pytest.raises(SystemExit, match="positive learning rate"):
+        pareto.task_finetune(args, "stsb")
     args.task_rows = [("sst2", "-5")]
     with pytest.raises(SystemExit, match="positive number of rows"):
         pareto.task_finetune(args, "sst2")
