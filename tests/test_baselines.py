@@ -614,7 +614,7 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert not (tmp_path / "held").exists()
     assert main(held) == 0
     result = json.loads((tmp_path / "held" / "compare.json").read_text())
-    assert result["held_out"] == {"rows": 10, "metric": "accuracy"}
+    assert result["held_out"] == {"rows": 10, "metric": "accuracy", "lr_grid": None}
     leaders = [r for r in result["models"] if r["family"] == "searched"]
     picked = [r for r in leaders if r.get("picked")]
     assert len(leaders) == 2 and len(picked) == 1 and picked[0]["held_out"] == max(r["held_out"] for r in leaders)
@@ -637,6 +637,29 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert margin["low"] <= margin["margin"] <= margin["high"]
     row = f"| {picked[0]['name']} | {best['family']}: {best['name']} |"
     assert row in (tmp_path / "held" / "compare.md").read_text()
+
+    # --lr-grid: every student fine-tuned at each lr (the held comparison's runs, at 1e-3, kept under lr-0.001),
+    # each keeping the lr it scores best at on its held-out rows; its dev scores are that lr's runs'
+    grid = tmp_path / "grid"
+    shutil.copytree(tmp_path / "held" / "runs", grid / "lr-0.001" / "runs", ignore=shutil.ignore_patterns("teacher"))
+    shutil.copy(tmp_path / "held" / "latency.json", grid / "latency.json")
+    with_grid = [a if a != str(tmp_path / "held") else str(grid) for a in held] + ["--lr-grid", "5e-3", "1e-3"]
+    assert main([a for a in with_grid if a != "--held-out-rows" and a != "10"]) == 2  # no held-out rows to pick by
+    assert "--lr-grid picks each student's lr by its held-out score: give --held-out-rows N too" in \
+        capsys.readouterr().err
+    capsys.readouterr()
+    assert main(with_grid) == 0
+    fine_tuned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== ")]
+    assert len(fine_tuned) == 2 * (len(result["models"]) - 1)  # only the 5e-3 runs: 2 seeds of every student
+    gridded = json.loads((grid / "compare.json").read_text())
+    assert gridded["held_out"]["lr_grid"] == [1e-3, 5e-3]
+    for row in (r for r in gridded["models"] if r["family"] != "teacher"):
+        assert row["lr"] in (1e-3, 5e-3) and set(row["held_out_by_lr"]) == {"0.001", "0.005"}
+        assert row["held_out"] == max(row["held_out_by_lr"].values()) == row["held_out_by_lr"][f"{row['lr']:g}"]
+        dev = [json.loads((grid / f"lr-{row['lr']:g}" / "runs" / row["name"] / f"seed{k}" / "eval_results.json")
+                          .read_text())["eval_accuracy"] for k in (0, 1)]
+        assert row["scores"] == pytest.approx(dev)
+        assert f"(lr {row['lr']:g}) |" in (grid / "compare.md").read_text()
 
 
 def test_a_kept_run_differing_in_a_training_setting_or_its_default_is_named():
@@ -700,3 +723,23 @@ def test_compare_refuses_no_seeds_or_no_timing_naming_the_flag(tmp_path, setting
     flag = "--" + next(iter(setting)).replace("_", "-")
     with pytest.raises(UserError, match=f"^{flag} must be positive, got 0"):
         CompareConfig(output=str(tmp_path / "out"), students=[str(tmp_path)], teacher="t", **setting)
+
+
+def test_each_student_keeps_the_lr_of_its_best_held_out_score_the_lower_on_a_tie():
+    from nasbert.baselines.compare import best_lr_per_student, lr_folder
+
+    by_lr = {1e-4: {"rows": 5, "metric": "pearson", "means": {"big": 0.80, "small": 0.13, "tie": 0.5}},
+             3e-4: {"rows": 5, "metric": "pearson", "means": {"big": 0.42, "small": 0.40, "tie": 0.5}}}
+    summary, chosen = best_lr_per_student(by_lr)
+    assert chosen == {"big": 1e-4, "small": 3e-4, "tie": 1e-4}
+    assert summary["means"] == {"big": 0.80, "small": 0.40, "tie": 0.5}
+    assert summary["by_lr"]["small"] == {"0.0001": 0.13, "0.0003": 0.40}
+    no_grid, at_lr = best_lr_per_student({None: by_lr[1e-4]})  # one lr (--lr): no choice recorded
+    assert at_lr == {"big": None, "small": None, "tie": None} and "lr" not in no_grid
+    assert [lr_folder(lr) for lr in (1e-4, 5e-5, 0.001, 1.0)] == ["lr-0.0001", "lr-0.00005", "lr-0.001", "lr-1"]
+
+
+@pytest.mark.parametrize("grid", [[0.0], [-1e-4, 1e-4]])
+def test_compare_refuses_an_lr_grid_with_a_value_not_over_0(tmp_path, grid):
+    with pytest.raises(UserError, match=r"--lr-grid takes learning rates over 0"):
+        CompareConfig(output=str(tmp_path), students=["s"], held_out_rows=10, lr_grid=grid)

@@ -113,20 +113,50 @@ def compare(config: CompareConfig, task_values: dict) -> dict:
     given = (Path(teacher.folder) / "eval_results.json").is_file()  # a `nasbert finetune` output: used as it is
     recipe_teacher = teacher.folder if given else str(output / "runs" / "teacher" / "seed0")
     teacher_values = {**task_values, **({"lr": config.teacher_lr} if config.teacher_lr is not None else {})}
-    runs: dict[str, list[Path]] = {m.name: [] for m in [teacher, *models]}
-    if given:
-        runs["teacher"].append(Path(teacher.folder))
+    runs: dict[str, list[Path]] = {"teacher": [Path(teacher.folder)] if given else []}
+    grid = config.lr_grid or [None]  # None: every student at --lr, its runs in OUTPUT/runs
+    grid_runs: dict[float | None, dict[str, list[Path]]] = {lr: {m.name: [] for m in models} for lr in grid}
     for seed in range(config.seeds):
         if not given:
             runs["teacher"].append(fine_tune(teacher, seed, output, teacher_values))
-        for model in models:
-            runs[model.name].append(fine_tune(model, seed, output, task_values, config.recipe, recipe_teacher))
+        for lr in grid:
+            root, values = (output, task_values) if lr is None else (output / lr_folder(lr), {**task_values, "lr": lr})
+            for model in models:
+                grid_runs[lr][model.name].append(fine_tune(model, seed, root, values, config.recipe, recipe_teacher))
     task = {k: task_values.get(k) for k in ("train_file", "validation_file", "label_column", "text_columns")}
-    held_out = (score_held_out(models, runs, seed_tables, config.held_out_rows, task_values) if seed_tables
-                else None)
+    if seed_tables:
+        by_lr = {lr: score_held_out(models, grid_runs[lr], seed_tables, config.held_out_rows, task_values)
+                 for lr in grid}
+        held_out, chosen = best_lr_per_student(by_lr)
+    else:
+        held_out, chosen = None, {m.name: None for m in models}
+    runs.update({name: grid_runs[lr][name] for name, lr in chosen.items()})
     scale = budget_scale(config, latency)
     return write_report(output, [teacher, *models], latency, runs, config, task, teacher_given=given,
                         held_out=held_out, scale=scale)
+
+
+def lr_folder(lr: float) -> str:
+    """OUTPUT's folder of one --lr-grid value's fine-tunes: lr-0.0001 (its runs/ inside, as a comparison's)."""
+    return "lr-" + f"{lr:.10f}".rstrip("0").rstrip(".")
+
+
+def best_lr_per_student(by_lr: dict[float | None, dict]) -> tuple[dict, dict[str, float | None]]:
+    """(held-out summary, {student: its lr}): each student's lr is the grid's value with the best held-out mean
+    (the first of a tie, the grid sorted); the summary's means are those at the chosen lrs, and with a grid it
+    also holds every lr's means ("by_lr") and the choice ("lr")."""
+    first = next(iter(by_lr.values()))
+    names = list(first["means"])
+    chosen = {name: max(by_lr, key=lambda lr: (by_lr[lr]["means"][name], -(lr or 0))) for name in names}
+    summary = {"rows": first["rows"], "metric": first["metric"],
+               "means": {name: by_lr[lr]["means"][name] for name, lr in chosen.items()}}
+    if list(by_lr) != [None]:
+        summary["lr"] = chosen
+        summary["by_lr"] = {name: {f"{lr:g}": by_lr[lr]["means"][name] for lr in by_lr} for name in names}
+        for name, lr in chosen.items():
+            print(f"{name}: lr {lr:g} (held-out " + ", ".join(f"{k} at {v:.4f}" for k, v in
+                                                                  summary["by_lr"][name].items()) + ")")
+    return summary, chosen
 
 
 def budget_scale(config: CompareConfig, latency: dict) -> BudgetScale | None:

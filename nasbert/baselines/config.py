@@ -98,6 +98,11 @@ class CompareConfig:
         "help": "also score each seed's fine-tunes on this many training rows that seed's --max-train-samples "
                 "draw left out, and mark per budget the searched student that scores best there (mean over seeds): "
                 "a pick among several candidates that never looks at the dev set (default 0: off)"})
+    lr_grid: list[float] | None = field(default=None, metadata={
+        "metavar": "LR", "help": "fine-tune every student at each of these learning rates (OUTPUT/lr-LR/runs/) "
+                                 "and keep, per student, the one whose --held-out-rows score is best: each at its "
+                                 "own lr, chosen without the dev set (a small student may need a higher lr than a "
+                                 "large one); the teacher keeps --teacher-lr (default: every student at --lr)"})
     budget_teacher_ms: float | None = field(default=None, metadata={
         "metavar": "MS", "help": budget_teacher_help("side by side with the students", "each model's share of "
                                                      "its budget is of the scaled one", "the --baselines run's, "
@@ -111,3 +116,9 @@ class CompareConfig:
         if self.held_out_rows < 0:
             raise UserError("--held-out-rows must be 0 or more")
         require_positive(self, "budget_teacher_ms")
+        if self.lr_grid is not None:
+            if not self.lr_grid or min(self.lr_grid) <= 0:
+                raise UserError("--lr-grid takes learning rates over 0, e.g. --lr-grid 1e-4 3e-4")
+            if not self.held_out_rows:
+                raise UserError("--lr-grid picks each student's lr by its held-out score: give --held-out-rows N too")
+            self.lr_grid = sorted(set(self.lr_grid))

@@ -64,10 +64,15 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
                      "mean": statistics.mean(scores), "min": min(scores), "max": max(scores)})
         if held_out is not None and model.name in held_out["means"]:  # students only
             rows[-1]["held_out"] = held_out["means"][model.name]
+            if "lr" in held_out:  # --lr-grid: the lr its runs were fine-tuned at, and every lr's held-out mean
+                rows[-1]["lr"] = held_out["lr"][model.name]
+                rows[-1]["held_out_by_lr"] = held_out["by_lr"][model.name]
     if held_out is not None:
         mark_picks(rows)
     rows.sort(key=lambda r: (-(r["latency_budget_ms"] or float("inf")), _family_rank(r["family"]), r["name"]))
-    payload = {"metric": metric, "task": task, "held_out": held_out and {k: held_out[k] for k in ("rows", "metric")},
+    payload = {"metric": metric, "task": task,
+               "held_out": held_out and {"rows": held_out["rows"], "metric": held_out["metric"],
+                                         "lr_grid": config.lr_grid},
                "recipe": config.recipe or "finetune", "seeds": config.seeds, "teacher_given": teacher_given,
                "latency_conditions": latency["conditions"], "latency_note": latency["note"],
                "budget_scale": scale and {"teacher_ms": scale.teacher_ms, "set_at_ms": scale.set_at_ms,
@@ -129,12 +134,15 @@ def markdown(payload: dict) -> str:
         line = (f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f}{share_text(r)} | "
                 f"{r['mean']:.4f}{spread} |")
         if held_out:
-            line += f" {r['held_out']:.4f} |" if r.get("held_out") is not None else " - |"
+            lr = f" (lr {r['lr']:g})" if r.get("lr") is not None else ""
+            line += f" {r['held_out']:.4f}{lr} |" if r.get("held_out") is not None else " - |"
         lines.append(line)
     if held_out:
         lines += ["", f"held-out: per seed, {held_out['rows']} training rows that seed's fine-tunes did not draw; "
                       "(picked): the searched student of its budget that scores best on them (mean over seeds), "
-                      "chosen without the dev set"]
+                      "chosen without the dev set"
+                      + ("; (lr X): each student's learning rate, the one of the grid it scores best on them at"
+                         if held_out.get("lr_grid") else "")]
     if payload.get("margins"):
         lines += ["", f"margin over the best baseline family of its budget, mean difference [{CONFIDENCE:.0%} "
                       "interval over seeds, Welch]:", "",
