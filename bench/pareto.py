@@ -180,17 +180,21 @@ def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
     """One task's fine-tuning flags: --finetune-train-samples and --finetune-epochs unless --task-rows /
     --task-epochs set that task's own (STS-B's regression head needs far more steps than SST-2's 2,000 rows x 2
     epochs: students stay near Pearson 0.1 there), and --task-lr that task's learning rate (after the common
-    --lr, so it wins; STS-B's students learn at 1e-4 where 3e-4 leaves them at Pearson 0.2-0.6). Rows `all`
-    train on the whole train set."""
+    --lr, so it wins) or, given several (`stsb=1e-4,3e-4`), `compare --lr-grid`: every student at each, keeping
+    the lr of its best held-out score (on STS-B the 1/2 students learn at 1e-4, the smaller ones at 3e-4). Rows
+    `all` train on the whole train set."""
     rows = dict(args.task_rows or []).get(task, str(args.finetune_train_samples))
     epochs = dict(args.task_epochs or []).get(task, str(args.finetune_epochs))
-    lr = dict(args.task_lr or []).get(task)
+    lrs = dict(args.task_lr or []).get(task, "").split(",")
     if rows != "all" and not (rows.isdigit() and int(rows) > 0):
         sys.exit(f"error: --task-rows {task}={rows}: give a positive number of rows or `all`")
-    if lr is not None and not positive_float(lr):
-        sys.exit(f"error: --task-lr {task}={lr}: give a positive learning rate, e.g. 1e-4")
-    return ((["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs]
-            + (["--lr", lr] if lr is not None else []))
+    if lrs != [""] and not all(positive_float(lr) for lr in lrs):
+        sys.exit(f"error: --task-lr {task}={','.join(lrs)}: give positive learning rates, e.g. 1e-4 or 1e-4,3e-4")
+    if len(lrs) > 1 and (not args.held_out_rows or rows == "all"):
+        sys.exit(f"error: --task-lr {task}={','.join(lrs)} picks each student's lr by its held-out score: give "
+                 "--held-out-rows N too, and --task-rows under the train set's size to leave rows out")
+    lr = [] if lrs == [""] else ["--lr", lrs[0]] if len(lrs) == 1 else ["--lr-grid", *lrs]
+    return (["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs] + lr
 
 
 def positive_float(text: str) -> bool:
@@ -260,7 +264,9 @@ def main() -> None:
                         help="one task's fine-tuning epochs instead of --finetune-epochs (e.g. stsb=3)")
     parser.add_argument("--task-lr", nargs="+", type=task_override, metavar="TASK=LR",
                         help="one task's fine-tuning learning rate instead of --finetune-lr, for every student "
-                             "of it alike (e.g. stsb=1e-4; the teacher keeps its 5e-5)")
+                             "of it alike (e.g. stsb=1e-4; the teacher keeps its 5e-5), or several, comma-separated "
+                             "(stsb=1e-4,3e-4: `compare --lr-grid`, each student at the lr of its best held-out "
+                             "score; needs --held-out-rows)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--recipe", default=None, help="distil the students with this `nasbert distill` recipe")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125])

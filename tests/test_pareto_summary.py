@@ -142,9 +142,19 @@ def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
     assert pareto.task_finetune(args, "sst2") == ["--max-train-samples", "2000", "--epochs", "2.0"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--task-rows", "mnli=all"])  # not a task of the benchmark
+    args.held_out_rows = 0
     args.task_lr = [("stsb", "fast")]
-    with pytest.raises(SystemExit, match="positive learning rate"):
+    with pytest.raises(SystemExit, match="positive learning rates"):
         pareto.task_finetune(args, "stsb")
+    args.task_lr = [("stsb", "1e-4,3e-4")]  # a grid: each student at its best lr by held-out score
+    with pytest.raises(SystemExit, match="give --held-out-rows N too"):
+        pareto.task_finetune(args, "stsb")
+    args.held_out_rows = 500
+    with pytest.raises(SystemExit, match="--task-rows under the train set's size"):  # stsb=all leaves none out
+        pareto.task_finetune(args, "stsb")
+    args.task_rows = [("stsb", "5249")]
+    assert pareto.task_finetune(args, "stsb") == ["--max-train-samples", "5249", "--epochs", "3", "--lr-grid",
+                                                  "1e-4", "3e-4"]
     args.task_rows = [("sst2", "-5")]
     with pytest.raises(SystemExit, match="positive number of rows"):
         pareto.task_finetune(args, "sst2")
