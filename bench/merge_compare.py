@@ -3,7 +3,8 @@
     python bench/merge_compare.py W/compare2ep-sst2 W/compare2ep-eighth-sst2 --output docs/pareto-sst2.png
 
 Each model is taken from the first run that has it (the teacher once); the runs must share the metric and the
-latency conditions, since their timings are put on one axis. Prints the merged table (markdown).
+latency conditions, since their timings are put on one axis. Prints the merged table (markdown) with the margins
+of every budget.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from nasbert.baselines.margins import budget_margins
 from nasbert.baselines.report import markdown, plot
 
 
@@ -31,6 +33,7 @@ def merged(folders: list[Path]) -> dict:
         names = {m["name"] for m in first["models"]}
         first["models"] += [m for m in run["models"] if m["name"] not in names]
     first["latency_note"] = "; ".join(f"{folder.name}: {run['latency_note']}" for folder, run in zip(folders, runs))
+    first["margins"] = budget_margins(first["models"])  # every budget's, not only the first run's
     return first
 
 

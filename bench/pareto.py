@@ -37,7 +37,8 @@ continue; every command it runs is printed first):
 What was shortened to fit the 2-core machine (measured: the README's headline runs took under 2 hours): a
 600-step supernet at seq 64 (--seq-len 64), refinement 200 steps of 16 sequences, each fine-tune 2,000 rows for 2
 epochs at seq 64 (--finetune-* flags), SST-2 only after a first STS-B pass that ranked nothing (--tasks; STS-B
-needs its own, longer fine-tune: --task-rows stsb=all --task-epochs stsb=3). The README gives the exact flags.
+needs its own, longer fine-tune: --task-rows stsb=5249 --task-epochs stsb=3, and each student at its own lr:
+--task-lr stsb=1e-4,3e-4 with --held-out-rows 500). The README gives the exact flags.
 """
 
 from __future__ import annotations

@@ -68,9 +68,13 @@ def test_merge_compare_joins_runs_of_one_setting_and_refuses_another(monkeypatch
     first = run("halves", [_model("teacher", "teacher", None, 40.0, [0.80, 0.81]),
                            _model("width-20ms", "width", 20.0, 19.0, [0.76, 0.77])])
     later = run("eighths", [_model("teacher", "teacher", None, 41.0, [0.70, 0.71]),
-                            _model("width-5ms", "width", 5.0, 4.6, [0.72, 0.73])], date="d2")
+                            _model("width-5ms", "width", 5.0, 4.6, [0.72, 0.73]),
+                            _model("searched-5ms", "searched", 5.0, 4.7, [0.74, 0.75])], date="d2")
     payload = merge_compare.merged([first, later])
-    assert [m["name"] for m in payload["models"]] == ["teacher", "width-20ms", "width-5ms"]
+    assert [m["name"] for m in payload["models"]] == ["teacher", "width-20ms", "width-5ms", "searched-5ms"]
+    [margin] = payload["margins"]  # the later run's budget is judged too
+    assert (margin["searched"], margin["baseline"]) == ("searched-5ms", "width-5ms")
+    assert margin["margin"] == pytest.approx(0.02)
     assert payload["models"][0]["measured_ms"] == 40.0  # the teacher of the first run
     assert payload["latency_note"] == "halves: halves timing; eighths: eighths timing"
     other = run("pearson", [_model("width-5ms", "width", 5.0, 4.6, [0.3, 0.4])], metric="pearson")
