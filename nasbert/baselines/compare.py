@@ -5,8 +5,10 @@ side, in one table and one plot of task score against measured latency.
     OUTPUT/runs/NAME/seedK/    each fine-tune (`nasbert finetune`; the students with `nasbert distill --recipe R`
                                from the fine-tuned teacher when --recipe is given)
     OUTPUT/held-out/seedK.tsv  with --held-out-rows: training rows seed K's draw left out, its fine-tunes scored on them
+    OUTPUT/lr-LR/runs/NAME/seedK/  with --lr-grid: each student's fine-tunes at that lr (the teacher's stay in runs/)
     OUTPUT/compare.json        per model: family, budget, measured ms, scores per seed, mean, min, max (and the
-                               held-out mean; per budget the searched student picked by it)
+                               held-out mean; per budget the searched student picked by it; with --lr-grid the
+                               lr each student's held-out score chose and every lr's held-out mean)
     OUTPUT/compare.md          the table;  OUTPUT/compare.png  the plot
 
 With --budget-teacher-ms (or a --baselines run made with it) each budget is judged scaled by the teacher timed side
