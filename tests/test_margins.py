@@ -93,3 +93,29 @@ def test_a_scaled_budget_judges_each_models_share_against_the_teacher_timed_besi
     table = markdown(payload)
     assert "(quiet); budgets x 1.046: the teacher measures 16.000 ms here" in table
     assert "| width-4 | width | 3.825 ms (4.000 here) | 3.600 (0.90 x) |" in table
+
+
+def test_stalled_fine_tunes_are_counted_and_marked(tmp_path) -> None:
+    """A run that scored no better than a constant prediction of its training labels is stalled; one that
+    predates those figures is unknown (None); the table marks a model with stalled seeds and says what it means."""
+    import json
+
+    from nasbert.baselines.report import stalled
+
+    runs = {"learnt": {"eval_pearson": 0.8, "eval_mse": 0.7, "eval_constant_mse": 2.3},
+            "flat": {"eval_pearson": 0.2, "eval_mse": 2.6, "eval_constant_mse": 2.3},
+            "majority": {"eval_accuracy": 0.509, "eval_majority_accuracy": 0.509},
+            "old": {"eval_accuracy": 0.8}}
+    for name, results in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval_results.json").write_text(json.dumps(results))
+    assert [stalled(tmp_path / name) for name in runs] == [False, True, True, None]
+
+    rows = [_row("width-4", "width", 4.0, [0.2, 0.7, 0.1]) | {"stalled": 2},
+            _row("searched-4", "searched", 4.0, [0.6, 0.7, 0.65]) | {"stalled": 0}]
+    payload = {"metric": "pearson", "recipe": "finetune", "seeds": 3, "held_out": None, "models": rows,
+               "margins": [], "latency_note": "quiet",
+               "latency_conditions": {"device": "cpu", "threads": 2, "batch_size": 1, "seq_len": 128}}
+    table = markdown(payload)
+    assert "| 0.3333 [0.1000, 0.7000] (stalled: 2 of 3) |" in table
+    assert "| 0.6500 [0.6000, 0.7000] |" in table and "(stalled: k of n)" in table

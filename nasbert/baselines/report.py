@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from nasbert.baselines.choose import WINDOW
 from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
 from nasbert.errors import UserError
+from nasbert.finetune.metrics import stall_note
 
 if TYPE_CHECKING:
     from nasbert.baselines.budgets import BudgetScale
@@ -44,6 +45,15 @@ def score(out: Path, metric: str | None) -> tuple[float, str]:
     return float(results[f"eval_{metric}"]), metric
 
 
+def stalled(out: Path) -> bool | None:
+    """Whether the run at `out` scored no better on the dev rows than a constant prediction of its training labels
+    (`stall_note`); None for a run that predates those figures."""
+    results = json.loads((out / "eval_results.json").read_text())
+    if "eval_constant_mse" not in results and "eval_majority_accuracy" not in results:
+        return None
+    return stall_note(results) is not None
+
+
 def write_report(output: Path, models: list[Compared], latency: dict, runs: dict[str, list[Path]],
                  config: CompareConfig, task: dict, teacher_given: bool = False, held_out: dict | None = None,
                  scale: BudgetScale | None = None) -> dict:
@@ -57,11 +67,13 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
         for out in runs[model.name]:
             value, metric = score(out, metric)
             scores.append(value)
+        stalls = [stalled(out) for out in runs[model.name]]
         rows.append({"name": model.name, "family": model.family, "budget": model.budget,
                      "latency_budget_ms": model.budget_ms, "folder": model.folder,
                      "judged_budget_ms": scale.scaled(model.budget_ms) if scale and model.budget_ms else None,
                      "measured_ms": latency["ms"][model.name], "scores": scores,
-                     "mean": statistics.mean(scores), "min": min(scores), "max": max(scores)})
+                     "mean": statistics.mean(scores), "min": min(scores), "max": max(scores),
+                     "stalled": sum(bool(x) for x in stalls) if any(x is not None for x in stalls) else None})
         if held_out is not None and model.name in held_out["means"]:  # students only
             rows[-1]["held_out"] = held_out["means"][model.name]
             if "lr" in held_out:  # --lr-grid: the lr its runs were fine-tuned at, and every lr's held-out mean
@@ -131,8 +143,9 @@ def markdown(payload: dict) -> str:
             budget += f" ({r['judged_budget_ms']:.3f} here)"
         spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
         name = f"{r['name']} (picked)" if r.get("picked") else r["name"]
+        stall = f" (stalled: {r['stalled']} of {len(r['scores'])})" if r.get("stalled") else ""
         line = (f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f}{share_text(r)} | "
-                f"{r['mean']:.4f}{spread} |")
+                f"{r['mean']:.4f}{spread}{stall} |")
         if held_out:
             lr = f" (lr {r['lr']:g})" if r.get("lr") is not None else ""
             line += f" {r['held_out']:.4f}{lr} |" if r.get("held_out") is not None else " - |"
@@ -143,6 +156,10 @@ def markdown(payload: dict) -> str:
                       "chosen without the dev set"
                       + ("; (lr X): each student's learning rate, the one of the grid it scores best on them at"
                          if held_out.get("lr_grid") else "")]
+    if any(r.get("stalled") for r in payload["models"]):
+        lines += ["", "(stalled: k of n): k of the model's n fine-tunes scored no better on the dev set than always "
+                      "predicting their training labels' mean (regression) or most common class: its score there "
+                      "ranks a failed fine-tune, not the model"]
     if payload.get("margins"):
         lines += ["", f"margin over the best baseline family of its budget, mean difference [{CONFIDENCE:.0%} "
                       "interval over seeds, Welch]:", "",

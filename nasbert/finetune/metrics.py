@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,20 @@ def binary_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0
 
 
-def metrics_function(task: Task, metric: str) -> Callable[[Any], dict[str, float]]:
-    """compute_metrics for the Trainer: accuracy (+F1 if binary, +Matthews if asked), or Pearson and Spearman."""
+def constant_prediction(labels: Sequence[float | int], task: Task) -> float:
+    """What a model that learnt nothing from its inputs predicts: the training labels' mean (regression) or their
+    most common class id (classification)."""
+    values = np.asarray(labels)
+    if task.regression:
+        return float(values.astype(np.float64).mean())
+    return float(np.bincount(values.astype(np.int64), minlength=task.num_labels).argmax())
+
+
+def metrics_function(task: Task, metric: str, constant: float | None = None) -> Callable[[Any], dict[str, float]]:
+    """compute_metrics for the Trainer: accuracy (+F1 if binary, +Matthews if asked), or Pearson and Spearman.
+    With `constant` (`constant_prediction` of the training labels) also what always predicting it scores on these
+    rows, beside the model: mse and constant_mse (regression) or majority_accuracy (classification), which
+    `stall_note` reads."""
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -42,12 +54,16 @@ def metrics_function(task: Task, metric: str) -> Callable[[Any], dict[str, float
 
             predictions = np.asarray(logits, dtype=np.float64).reshape(-1)
             labels = labels.astype(np.float64).reshape(-1)
+            out = {} if constant is None else {"mse": float(np.mean((predictions - labels) ** 2)),
+                                               "constant_mse": float(np.mean((constant - labels) ** 2))}
             if np.ptp(predictions) == 0 or np.ptp(labels) == 0:  # correlation undefined: say "no correlation"
-                return {"pearson": 0.0, "spearman": 0.0}
+                return {"pearson": 0.0, "spearman": 0.0, **out}
             return {"pearson": float(pearsonr(predictions, labels)[0]),
-                    "spearman": float(spearmanr(predictions, labels)[0])}
+                    "spearman": float(spearmanr(predictions, labels)[0]), **out}
         predictions = np.asarray(logits).argmax(axis=-1)
         out = {"accuracy": float(np.mean(predictions == labels))}
+        if constant is not None:
+            out["majority_accuracy"] = float(np.mean(labels == int(constant)))
         if task.num_labels == 2:
             out["f1"] = binary_f1(predictions, labels)
         if metric == "matthews":
@@ -68,3 +84,15 @@ def resolve_metric(task: Task, metric: str | None) -> str:
         kind = "a regression" if task.regression else "a classification"
         raise UserError(f"--metric {metric} does not fit {kind} task; use one of {', '.join(allowed)}")
     return metric
+
+
+def stall_note(metrics: dict[str, float]) -> str | None:
+    """Why a fine-tune's validation figures (eval_results.json's keys) are no better than a constant prediction
+    of its training labels, or None where they are better or the figures are not there (older runs)."""
+    if "eval_constant_mse" in metrics and metrics["eval_mse"] >= metrics["eval_constant_mse"]:
+        return (f"its validation MSE {metrics['eval_mse']:.4f} is no lower than the {metrics['eval_constant_mse']:.4f}"
+                " of always predicting the training labels' mean")
+    if "eval_majority_accuracy" in metrics and metrics["eval_accuracy"] <= metrics["eval_majority_accuracy"]:
+        return (f"its validation accuracy {metrics['eval_accuracy']:.4f} is no higher than the "
+                f"{metrics['eval_majority_accuracy']:.4f} of always predicting the training set's most common class")
+    return None

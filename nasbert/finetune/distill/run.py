@@ -38,9 +38,15 @@ from nasbert.finetune.distill.layer_map import format_layer_map
 from nasbert.finetune.distill.progress import BEST, STATE, load_state, read_progress, save_progress, write_output
 from nasbert.finetune.distill.registry import Stage
 from nasbert.finetune.distill.trainer import PROJECTIONS, StagePlan, distill_trainer_class
-from nasbert.finetune.metrics import metrics_function
+from nasbert.finetune.metrics import constant_prediction, metrics_function
 from nasbert.finetune.models import label_maps, load_student
-from nasbert.finetune.trainer import check_config, environment_set, format_metrics, training_arguments
+from nasbert.finetune.trainer import (
+    check_config,
+    environment_set,
+    format_metrics,
+    training_arguments,
+    warn_if_stalled,
+)
 from nasbert.finetune.trainer import output_folder as finetune_output_folder
 
 PROBE_ROWS = 32
@@ -125,6 +131,7 @@ def _distill(config: DistillConfig, output: Path, main: bool) -> dict[str, float
         if main:
             write_output(job, staging, output, history, settings, eval_metrics)
             print(format_metrics(eval_metrics, job.metric))
+            warn_if_stalled(eval_metrics)
             print(f"wrote {output}")
         return eval_metrics
     except UserError:
@@ -199,7 +206,8 @@ def run_stage(job: Job, stage: Stage, index: int, *, work: Path, main: bool = Tr
         trainer = distill_trainer_class()(
             model=student, args=args, train_dataset=data, eval_dataset=evaluation if stage.evaluate else None,
             processing_class=job.tokenizer, data_collator=collator, plan=plan,
-            compute_metrics=metrics_function(job.tasks[stage.head], job.metric) if stage.evaluate else None)
+            compute_metrics=metrics_function(job.tasks[stage.head], job.metric, _constant(job, stage.head))
+            if stage.evaluate else None)
     try:
         before = _probe(plan, student, probe)
         start = time.perf_counter()
@@ -337,6 +345,12 @@ def evaluate_model(job: Job, model: nn.Module, head: str = "task") -> float:
     compute = metrics_function(job.tasks[head], job.metric)
     return compute(EvalPrediction(predictions=torch.cat(logits).numpy(), label_ids=torch.cat(labels).numpy()))[
         job.metric]
+
+
+def _constant(job: Job, head: str) -> float | None:
+    """The constant prediction of the head's training labels (its labelled rows: "task"; transfer rows carry the
+    teacher's labels, so none there)."""
+    return constant_prediction(job.train["task"]["labels"], job.tasks["task"]) if head == "task" else None
 
 
 def teacher_scores(job: Job) -> list[float]:
