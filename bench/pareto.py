@@ -29,10 +29,12 @@ continue; every command it runs is printed first):
     scores each seed's fine-tunes on N training rows that seed's draw left out and picks each budget's searched
     student by that score
     (the dev set takes no part); the acceptance check then judges the pick
+ 6b. STS-B without fine-tuning (bench/sts_zero_shot.py): every compared model's mean-pooled sentence
+    embeddings scored on the dev pairs (zero-shot-NAME-stsb.md), since small students' STS-B fine-tunes can stall
  7. pareto.md / pareto.json (pareto-NAME.* with --compare-name NAME): per task and budget, each family's mean
-    [range], its measured ms and whether it is within 10 % under the budget, and the acceptance check (the
-    searched mean at or above every family's, and by
-    how much over the best)
+    [range] (with its stalled seeds: no better than a constant prediction), its measured ms and whether it is
+    within 10 % under the budget, and the acceptance check (the searched mean at or above every family's, and by
+    how much over the best); the zero-shot STS-B margins
 
 What was shortened to fit the 2-core machine (measured: the README's headline runs took under 2 hours): a
 600-step supernet at seq 64 (--seq-len 64), refinement 200 steps of 16 sequences, each fine-tune 2,000 rows for 2
@@ -384,6 +386,10 @@ def main() -> None:
                                  *TASKS[task]["flags"], *flags["compare"], *lengths[task], *recipe, *held_out], log)
     log_file.write_text(json.dumps(log, indent=1))
 
+    # 6b. STS-B without fine-tuning: the students' own sentence embeddings (a stalled fine-tune ranks nothing)
+    if "stsb" in args.tasks and (work / f"{args.compare_name}-stsb" / "compare.json").is_file():
+        zero_shot_stsb(work, args.compare_name, Path(tasks["stsb"]), teacher, log)
+
     # 7. the table and the acceptance check
     summary(work, args, log, budgets)
 
@@ -412,6 +418,20 @@ def distilbert_reference(teacher: str, sn: Path, work: Path, refine: list[str], 
               "teacher-layers", "--teacher-layers", *map(str, layers), "--lut", str(work / "lut.json"), "--output",
               str(folder), *refine, *resume], log)
     return [str(folder)]
+
+
+def zero_shot_stsb(work: Path, compare_name: str, data: Path, teacher: str, log: dict) -> None:
+    """zero-shot-NAME-stsb.md/.json beside the STS-B comparison (skipped when there)."""
+    output = work / f"zero-shot-{compare_name}-stsb.md"
+    if output.with_suffix(".json").is_file():
+        return
+    import sts_zero_shot
+
+    print(f"\n=== zero-shot stsb: python bench/sts_zero_shot.py --compare {work / f'{compare_name}-stsb'} ...")
+    start = time.perf_counter()
+    sts_zero_shot.main(["--compare", str(work / f"{compare_name}-stsb"), "--pairs", str(data / "dev.tsv"),
+                        "--teacher", teacher, "--output", str(output)])
+    log.setdefault("stage_seconds", {})["zero-shot stsb"] = round(time.perf_counter() - start, 1)
 
 
 def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> None:
@@ -448,6 +468,11 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
         lines.append("")
     lines += ["## acceptance (searched mean at or above every family's; margin over the best family)", ""]
     lines += [f"- {key}: {text}" for key, text in verdicts.items()]
+    zero_shot = work / f"zero-shot-{args.compare_name}-stsb.json"
+    if zero_shot.is_file():  # 6b: the same students' sentence embeddings, no fine-tuning
+        lines += ["", "## stsb without fine-tuning (cosine of mean-pooled sentence embeddings, Pearson)", ""]
+        lines += [f"- stsb/{m['budget_ms']:.4f}: searched {m['searched']} vs best family {m['baseline']}: "
+                  f"margin {m['margin']:+.4f}" for m in json.loads(zero_shot.read_text())["margins"]]
     for key, message in log.get("infeasible", {}).items():  # key: [TAG-]FRACTION, e.g. MFxM-0.125
         tag, _, fraction = key.rpartition("-")
         lines.append(f"- {tag + ' ' if tag else ''}1/{1 / float(fraction):g}: {message}")
@@ -473,13 +498,17 @@ def verdict(rows: list[dict]) -> str:
         m, best = by_name[entry["searched"]], by_name[entry["baseline"]]
         interval = "" if entry["low"] is None else f", {CONFIDENCE:.0%} interval over seeds"
         standing = "at or above every family" if entry["margin"] >= 0 else "BELOW the best family"
+        stalls = [f"{who} {r['stalled']} of {len(r['scores'])}" for who, r in (("searched", m), ("family", best))
+                  if r.get("stalled")]
+        stalled = f"; stalled fine-tunes: {', '.join(stalls)} (the margin ranks failed fine-tunes)" if stalls else ""
         texts.append(f"searched ({variant_of(m['name'])}{how}) {m['mean']:.4f} vs best family {best['family']} "
-                     f"{best['mean']:.4f}: {standing} (margin {interval_text(entry)}{interval})")
+                     f"{best['mean']:.4f}: {standing} (margin {interval_text(entry)}{interval}{stalled})")
     return "; ".join(texts)
 
 
 def _score(m: dict) -> str:
-    return f"{m['mean']:.4f}" + (f" [{m['min']:.4f}, {m['max']:.4f}]" if len(m["scores"]) > 1 else "")
+    stalled = f" (stalled: {m['stalled']} of {len(m['scores'])})" if m.get("stalled") else ""
+    return f"{m['mean']:.4f}" + (f" [{m['min']:.4f}, {m['max']:.4f}]" if len(m["scores"]) > 1 else "") + stalled
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny_assets import WORDS, write_vocab
@@ -213,3 +214,32 @@ def test_exported_folder_finetunes_with_a_plain_trainer_where_nasbert_is_missing
                             timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok NasbertForSequenceClassification" in result.stdout
+
+
+def test_a_model_that_predicts_one_class_or_the_mean_is_called_stalled():
+    """Whichever class a stalled classifier settles on, it scores no more than the rows' most common class; a
+    regressor is judged against the training labels' mean, what it could predict without its inputs."""
+    from transformers import EvalPrediction
+
+    from nasbert.finetune.config import Task
+    from nasbert.finetune.metrics import metrics_function, stall_note
+
+    labels = np.array([1, 1, 1, 0])  # the training rows' majority is 0 below; these rows' is 1
+    classes = Task(["sentence"], "label", ["0", "1"])
+    compute = metrics_function(classes, "accuracy", train_labels=[0, 0, 0, 1])
+    one_class = compute(EvalPrediction(predictions=np.tile([0.0, 1.0], (4, 1)), label_ids=labels))
+    assert one_class["accuracy"] == one_class["majority_accuracy"] == 0.75
+    assert "no higher than the 0.7500" in stall_note({f"eval_{k}": v for k, v in one_class.items()})
+    right = compute(EvalPrediction(predictions=np.eye(2)[labels], label_ids=labels))
+    assert stall_note({f"eval_{k}": v for k, v in right.items()}) is None
+    assert "majority_accuracy" not in metrics_function(classes, "accuracy")(
+        EvalPrediction(predictions=np.eye(2)[labels], label_ids=labels))
+
+    scores = Task(["sentence1", "sentence2"], "score", None)
+    compute = metrics_function(scores, "pearson", train_labels=[2.0, 4.0])  # mean 3
+    gold = np.array([1.0, 2.0, 4.0, 5.0])
+    near = compute(EvalPrediction(predictions=gold[:, None] + 0.1, label_ids=gold))
+    assert near["constant_mse"] == pytest.approx(2.5) and near["mse"] == pytest.approx(0.01)
+    assert stall_note({f"eval_{k}": v for k, v in near.items()}) is None
+    flat = compute(EvalPrediction(predictions=np.full((4, 1), 0.5), label_ids=gold))
+    assert "validation MSE 8.7500 is no lower than the 2.5000" in stall_note({f"eval_{k}": v for k, v in flat.items()})

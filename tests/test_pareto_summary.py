@@ -51,6 +51,25 @@ def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, 
         "sst2/20.0000"]
 
 
+def test_summary_shows_stalled_seeds_and_the_zero_shot_margins(pareto, tmp_path: Path) -> None:
+    models = [_model("teacher", "teacher", None, 40.0, [0.85, 0.84]),
+              _model("searched-MFxM-etd-impt-0.25", "searched", 10.0, 9.5, [0.40, 0.38]) | {"stalled": 1},
+              _model("width-10.0000ms", "width", 10.0, 9.4, [0.18, 0.17]) | {"stalled": 2}]
+    (tmp_path / "compare-stsb").mkdir()
+    (tmp_path / "compare-stsb" / "compare.json").write_text(json.dumps({"metric": "pearson", "models": models}))
+    (tmp_path / "zero-shot-compare-stsb.json").write_text(json.dumps({"margins": [
+        {"budget_ms": 10.0, "searched": "searched-MFxM-etd-impt-0.25", "baseline": "width-10.0000ms",
+         "margin": -0.1376}]}))
+    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare")
+    pareto.summary(tmp_path, args, {"teacher_ms": 40.0}, {0.25: "10.0000ms"})
+
+    text = (tmp_path / "pareto.md").read_text()
+    assert "| width-10.0000ms | 9.400 (0.94; 0.94) | 0.1750 [0.1700, 0.1800] (stalled: 2 of 2) | yes; yes |" in text
+    assert "stalled fine-tunes: searched 1 of 2, family 2 of 2 (the margin ranks failed fine-tunes)" in text
+    assert ("- stsb/10.0000: searched searched-MFxM-etd-impt-0.25 vs best family width-10.0000ms: margin -0.1376"
+            in text)
+
+
 def test_merge_compare_joins_runs_of_one_setting_and_refuses_another(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.syspath_prepend(str(BENCH))
     import merge_compare

@@ -158,8 +158,8 @@ def markdown(payload: dict) -> str:
                          if held_out.get("lr_grid") else "")]
     if any(r.get("stalled") for r in payload["models"]):
         lines += ["", "(stalled: k of n): k of the model's n fine-tunes scored no better on the dev set than always "
-                      "predicting their training labels' mean (regression) or most common class: its score there "
-                      "ranks a failed fine-tune, not the model"]
+                      "predicting their training labels' mean (regression) or the dev set's most common class: its "
+                      "score there ranks a failed fine-tune, not the model"]
     if payload.get("margins"):
         lines += ["", f"margin over the best baseline family of its budget, mean difference [{CONFIDENCE:.0%} "
                       "interval over seeds, Welch]:", "",

@@ -30,20 +30,13 @@ def binary_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0
 
 
-def constant_prediction(labels: Sequence[float | int], task: Task) -> float:
-    """What a model that learnt nothing from its inputs predicts: the training labels' mean (regression) or their
-    most common class id (classification)."""
-    values = np.asarray(labels)
-    if task.regression:
-        return float(values.astype(np.float64).mean())
-    return float(np.bincount(values.astype(np.int64), minlength=task.num_labels).argmax())
-
-
-def metrics_function(task: Task, metric: str, constant: float | None = None) -> Callable[[Any], dict[str, float]]:
+def metrics_function(task: Task, metric: str, train_labels: Sequence[float | int] | None = None
+                     ) -> Callable[[Any], dict[str, float]]:
     """compute_metrics for the Trainer: accuracy (+F1 if binary, +Matthews if asked), or Pearson and Spearman.
-    With `constant` (`constant_prediction` of the training labels) also what always predicting it scores on these
-    rows, beside the model: mse and constant_mse (regression) or majority_accuracy (classification), which
-    `stall_note` reads."""
+    With the training labels, also what a model that learnt nothing from its inputs scores on these rows, which
+    `stall_note` reads: regression, the model's mse and constant_mse (always predicting the training labels' mean);
+    classification, majority_accuracy (always predicting one class, the best one for these rows)."""
+    constant = None if train_labels is None or not task.regression else float(np.mean(train_labels))
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -62,8 +55,8 @@ def metrics_function(task: Task, metric: str, constant: float | None = None) -> 
                     "spearman": float(spearmanr(predictions, labels)[0]), **out}
         predictions = np.asarray(logits).argmax(axis=-1)
         out = {"accuracy": float(np.mean(predictions == labels))}
-        if constant is not None:
-            out["majority_accuracy"] = float(np.mean(labels == int(constant)))
+        if train_labels is not None:
+            out["majority_accuracy"] = float(np.bincount(labels.astype(np.int64)).max() / max(1, labels.size))
         if task.num_labels == 2:
             out["f1"] = binary_f1(predictions, labels)
         if metric == "matthews":
@@ -94,5 +87,5 @@ def stall_note(metrics: dict[str, float]) -> str | None:
                 " of always predicting the training labels' mean")
     if "eval_majority_accuracy" in metrics and metrics["eval_accuracy"] <= metrics["eval_majority_accuracy"]:
         return (f"its validation accuracy {metrics['eval_accuracy']:.4f} is no higher than the "
-                f"{metrics['eval_majority_accuracy']:.4f} of always predicting the training set's most common class")
+                f"{metrics['eval_majority_accuracy']:.4f} of always predicting the validation rows' most common class")
     return None

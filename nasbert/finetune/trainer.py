@@ -38,7 +38,7 @@ from nasbert.common.recipe import hold_folder
 from nasbert.common.signals import Interrupted, StopSignals
 from nasbert.errors import UserError
 from nasbert.finetune.config import CLASSIFICATION_METRICS, REGRESSION_METRICS, FinetuneConfig
-from nasbert.finetune.metrics import constant_prediction, metrics_function, resolve_metric, stall_note
+from nasbert.finetune.metrics import metrics_function, resolve_metric, stall_note
 from nasbert.finetune.models import check_model_folder, copy_code_files, load_student, load_task_teacher, load_tokenizer
 from nasbert.finetune.task import encode, read_table, resolve_task, subsample
 
@@ -223,7 +223,7 @@ def _finetune(config: FinetuneConfig, output: Path) -> dict[str, float]:
         trainer = _trainer_class()(
             model=model, args=args, train_dataset=train_data, eval_dataset=validation_data,
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=metrics_function(task, metric, constant_prediction(train_data["labels"], task)),
+            compute_metrics=metrics_function(task, metric, train_data["labels"]),
             teacher=teacher,
             kd_alpha=config.kd_alpha if teacher is not None else 0.0, kd_temperature=config.kd_temperature,
             regression=task.regression)

@@ -38,7 +38,7 @@ from nasbert.finetune.distill.layer_map import format_layer_map
 from nasbert.finetune.distill.progress import BEST, STATE, load_state, read_progress, save_progress, write_output
 from nasbert.finetune.distill.registry import Stage
 from nasbert.finetune.distill.trainer import PROJECTIONS, StagePlan, distill_trainer_class
-from nasbert.finetune.metrics import constant_prediction, metrics_function
+from nasbert.finetune.metrics import metrics_function
 from nasbert.finetune.models import label_maps, load_student
 from nasbert.finetune.trainer import (
     check_config,
@@ -206,7 +206,7 @@ def run_stage(job: Job, stage: Stage, index: int, *, work: Path, main: bool = Tr
         trainer = distill_trainer_class()(
             model=student, args=args, train_dataset=data, eval_dataset=evaluation if stage.evaluate else None,
             processing_class=job.tokenizer, data_collator=collator, plan=plan,
-            compute_metrics=metrics_function(job.tasks[stage.head], job.metric, _constant(job, stage.head))
+            compute_metrics=metrics_function(job.tasks[stage.head], job.metric, _train_labels(job, stage.head))
             if stage.evaluate else None)
     try:
         before = _probe(plan, student, probe)
@@ -347,10 +347,9 @@ def evaluate_model(job: Job, model: nn.Module, head: str = "task") -> float:
         job.metric]
 
 
-def _constant(job: Job, head: str) -> float | None:
-    """The constant prediction of the head's training labels (its labelled rows: "task"; transfer rows carry the
-    teacher's labels, so none there)."""
-    return constant_prediction(job.train["task"]["labels"], job.tasks["task"]) if head == "task" else None
+def _train_labels(job: Job, head: str) -> list | None:
+    """The labelled training rows' labels of the head ("task"); transfer rows carry the teacher's labels: none."""
+    return job.train["task"]["labels"] if head == "task" else None
 
 
 def teacher_scores(job: Job) -> list[float]:
