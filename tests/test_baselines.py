@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import re
 import shutil
@@ -545,7 +546,7 @@ def test_the_teacher_is_timed_as_its_bare_encoder_under_the_tables_conditions(ti
     assert c.seq_len == 32  # the table's, not the default 128 (a 4x longer input would be several times slower)
 
 
-def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_path, capsys):
+def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_path, capsys, monkeypatch):
     lut = LatencyTable.load(tiny["lut"])
     smallest = [min(p.predicted_ms for p in _priced(f, tiny["space"], lut)) for f in FAMILIES]
     budget = 1.02 * max(smallest)  # every family has a member under it
@@ -588,6 +589,21 @@ def test_baselines_export_every_family_and_compare_runs_end_to_end(tiny, tmp_pat
     assert main(compare) == 0  # resumed: every fine-tune and the timings are kept
     assert "== " not in capsys.readouterr().out
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["models"] == result["models"]
+    # baselines.json naming its members relative to where `baselines` ran (as `--output baselines` writes them): a
+    # comparison made there and resumed from another working directory keeps its runs (they name their model by
+    # its absolute path)
+    saved = json.loads((out / "baselines.json").read_text())
+    relative = {**saved, "baselines": [{**r, "folder": r["folder"] and os.path.relpath(r["folder"], tmp_path)}
+                                       for r in saved["baselines"]]}
+    (out / "baselines.json").write_text(json.dumps(relative))
+    moved = [a if a != str(tmp_path / "cmp") else str(tmp_path / "cmp-rel") for a in compare]
+    monkeypatch.chdir(tmp_path)
+    assert main(moved) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(moved) == 0 and "== " not in capsys.readouterr().out
+    (out / "baselines.json").write_text(json.dumps(saved))
     changed = [a if a != "1e-3" else "2e-3" for a in compare]  # a kept run made with another lr is not mixed in
     assert main(changed) == 2
     assert "was trained with --lr 0.001, not 0.002 as now; give another --output" in capsys.readouterr().err

@@ -235,7 +235,8 @@ def fine_tune(model: Compared, seed: int, output: Path, values: dict, recipe: st
         shutil.rmtree(leftover, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"\n== {model.name} seed {seed}", flush=True)
-    values = {**values, "model": model.folder, "output": str(out), "seed": seed}
+    # the model as an absolute path: a comparison resumed from another working directory still knows its runs
+    values = {**values, "model": str(Path(model.folder).resolve()), "output": str(out), "seed": seed}
     if recipe is not None:
         from nasbert.finetune.distill.config import DistillConfig
         from nasbert.finetune.distill.run import distill

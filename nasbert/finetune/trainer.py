@@ -278,8 +278,8 @@ def warn_if_stalled(metrics: dict[str, float]) -> None:
     """Say so where the model scores no better on the validation rows than a constant prediction would."""
     note = stall_note(metrics)
     if note:
-        print(f"warning: this run learnt nothing that carries to the validation set: {note} (try another --lr, "
-              "more epochs or more data)")
+        print(f"warning: this run did no better on the validation set than a constant prediction: {note} (try "
+              "another --lr, more epochs or more data)")
 
 
 def format_metrics(metrics: dict[str, float], metric: str) -> str:
