@@ -57,6 +57,7 @@ from pathlib import Path
 from distillers import tiny_tasks
 
 from nasbert.baselines.margins import CONFIDENCE, budget_margins, interval_text
+from nasbert.baselines.report import stall_text
 from nasbert.cli import main as nasbert
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -507,8 +508,7 @@ def verdict(rows: list[dict]) -> str:
 
 
 def _score(m: dict) -> str:
-    stalled = f" (stalled: {m['stalled']} of {len(m['scores'])})" if m.get("stalled") else ""
-    return f"{m['mean']:.4f}" + (f" [{m['min']:.4f}, {m['max']:.4f}]" if len(m["scores"]) > 1 else "") + stalled
+    return f"{m['mean']:.4f}" + (f" [{m['min']:.4f}, {m['max']:.4f}]" if len(m["scores"]) > 1 else "") + stall_text(m)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ def stalled(out: Path) -> bool | None:
     return stall_note(results) is not None
 
 
+def stall_text(row: dict) -> str:
+    """' (stalled: 2 of 3)' for a compare.json row with stalled seeds, else ''."""
+    return f" (stalled: {row['stalled']} of {len(row['scores'])})" if row.get("stalled") else ""
+
+
 def write_report(output: Path, models: list[Compared], latency: dict, runs: dict[str, list[Path]],
                  config: CompareConfig, task: dict, teacher_given: bool = False, held_out: dict | None = None,
                  scale: BudgetScale | None = None) -> dict:
@@ -143,9 +148,8 @@ def markdown(payload: dict) -> str:
             budget += f" ({r['judged_budget_ms']:.3f} here)"
         spread = f" [{r['min']:.4f}, {r['max']:.4f}]" if len(r["scores"]) > 1 else ""
         name = f"{r['name']} (picked)" if r.get("picked") else r["name"]
-        stall = f" (stalled: {r['stalled']} of {len(r['scores'])})" if r.get("stalled") else ""
         line = (f"| {name} | {r['family']} | {budget} | {r['measured_ms']:.3f}{share_text(r)} | "
-                f"{r['mean']:.4f}{spread}{stall} |")
+                f"{r['mean']:.4f}{spread}{stall_text(r)} |")
         if held_out:
             lr = f" (lr {r['lr']:g})" if r.get("lr") is not None else ""
             line += f" {r['held_out']:.4f}{lr} |" if r.get("held_out") is not None else " - |"
