@@ -109,7 +109,8 @@ def test_stalled_fine_tunes_are_counted_and_marked(tmp_path) -> None:
     for name, results in runs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "eval_results.json").write_text(json.dumps(results))
-    assert [stalled(tmp_path / name) for name in runs] == [False, True, True, None]
+    assert [stalled(json.loads((tmp_path / name / "eval_results.json").read_text())) for name in runs] == [
+        False, True, True, None]
 
     rows = [_row("width-4", "width", 4.0, [0.2, 0.7, 0.1]) | {"stalled": 2},
             _row("searched-4", "searched", 4.0, [0.6, 0.7, 0.65]) | {"stalled": 0}]

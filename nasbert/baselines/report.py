@@ -36,19 +36,18 @@ def run_settings(out: Path) -> dict:
     return {}
 
 
-def score(out: Path, metric: str | None) -> tuple[float, str]:
-    """(the run's dev score, the metric it is in): `metric`, else the one the run chose."""
-    results = json.loads((out / "eval_results.json").read_text())
+def score(out: Path, results: dict, metric: str | None) -> tuple[float, str]:
+    """(the run's dev score, the metric it is in) from its eval_results.json `results`: `metric`, else the one the
+    run chose."""
     metric = metric or run_settings(out).get("metric") or ("accuracy" if "eval_accuracy" in results else "pearson")
     if f"eval_{metric}" not in results:
         raise UserError(f"{out}/eval_results.json has no {metric}; the runs compared must be of one task")
     return float(results[f"eval_{metric}"]), metric
 
 
-def stalled(out: Path) -> bool | None:
-    """Whether the run at `out` scored no better on the dev rows than a constant prediction of its training labels
-    (`stall_note`); None for a run that predates those figures."""
-    results = json.loads((out / "eval_results.json").read_text())
+def stalled(results: dict) -> bool | None:
+    """Whether a run (its eval_results.json `results`) scored no better on the dev rows than a constant prediction
+    of its training labels (`stall_note`); None for a run that predates those figures."""
     if "eval_constant_mse" not in results and "eval_majority_accuracy" not in results:
         return None
     return stall_note(results) is not None
@@ -68,11 +67,12 @@ def write_report(output: Path, models: list[Compared], latency: dict, runs: dict
     metric = None
     rows = []
     for model in models:
-        scores = []
+        scores, stalls = [], []
         for out in runs[model.name]:
-            value, metric = score(out, metric)
+            results = json.loads((out / "eval_results.json").read_text())
+            value, metric = score(out, results, metric)
             scores.append(value)
-        stalls = [stalled(out) for out in runs[model.name]]
+            stalls.append(stalled(results))
         rows.append({"name": model.name, "family": model.family, "budget": model.budget,
                      "latency_budget_ms": model.budget_ms, "folder": model.folder,
                      "judged_budget_ms": scale.scaled(model.budget_ms) if scale and model.budget_ms else None,
