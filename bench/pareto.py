@@ -221,7 +221,8 @@ def check_held_out(train_file: Path, length: list[str], args: argparse.Namespace
         sys.exit(f"error: {error}")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (the README's commands are parsed with it in tests/test_pareto_summary.py)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default=None)
     parser.add_argument("--corpus", default=str(SHARED / "wikitext-2"))
@@ -279,7 +280,11 @@ def main() -> None:
                         "a budget when none measures within 10 %% under it (the table marks it)")
     parser.add_argument("--smoke", action="store_true", help="tiny models made here, a few steps a stage, 1 seed, "
                         "--keep-closest")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     work = Path(args.workdir).resolve()
     if args.smoke:
         os.environ.setdefault("NASBERT_ALLOW_BUSY", "1")  # toy timings on a shared machine: warn, do not refuse

@@ -192,3 +192,36 @@ def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_s
         pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)
     args.held_out_rows = 10
     pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)  # each seed leaves 10 out
+
+
+def _pareto_lines(text: str) -> list[list[str]]:
+    """Every `python bench/pareto.py ...` line of the bash blocks in `text`, `$F` expanded from the latest
+    `F="..."` at or before its block (later runs say "$F as above")."""
+    import re
+    import shlex
+
+    lines, common = [], None
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        common = (re.search(r'^F="(.*?)"', joined, flags=re.M | re.S) or common)
+        for line in joined.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("python bench/pareto.py"):
+                lines.append(shlex.split(line.replace("$F", common.group(1) if common else "$F"))[2:])
+    return lines
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/benchmarks.md"])
+def test_every_pareto_command_in_the_docs_parses(pareto, document: str) -> None:
+    """The documented `bench/pareto.py` commands use flags that exist, and each task's fine-tuning flags pass the
+    checks main() makes before any stage runs (an lr grid needs --held-out-rows, ...)."""
+    lines = _pareto_lines((BENCH.parent / document).read_text())
+    assert len(lines) >= 2
+    for argv in lines:
+        assert "$F" not in argv, f"{document}: $F used without F=... in its block"
+        try:
+            args = pareto.build_parser().parse_args(argv)
+            for task in args.tasks:
+                pareto.task_finetune(args, task)
+        except SystemExit:
+            pytest.fail(f"{document}: `python bench/pareto.py {' '.join(argv)}` is refused")
