@@ -70,7 +70,7 @@ def test_a_registered_loss_refines_a_student(assets, tmp_path):
     first, last = (sum(row["last_l1"] for row in part) for part in (losses[:3], losses[-3:]))
     assert last < 0.8 * first, (first, last)
     assert "last_l1" not in LOSSES
-    with pytest.raises(UserError, match="--losses takes some of mlm, kl, hidden, attention, not last_l1"):
+    with pytest.raises(UserError, match="--losses takes some of mlm, kl, hidden, attention, sentence, not last_l1"):
         RefineConfig(train_files=[assets["corpus"]], losses=["last_l1"])  # validation reads the live registry
 
 
@@ -101,3 +101,18 @@ def test_each_loss_reads_what_the_teacher_and_a_student_give(assets, name):
     (value,) = refinee(ids, labels, given, config).values()
     assert value.dim() == 0 and torch.isfinite(value) and value.requires_grad
     assert loss.weight(config, [name]) > 0
+
+
+def test_the_sentence_loss_is_zero_for_the_teachers_embeddings_scaled_and_opt_in():
+    """The sentence-embedding loss compares mean-pooled, normalised final states: the teacher's own states times 3
+    score 0, other states more (with a gradient); it is accepted by --losses but not in the default set."""
+    loss = REFINE_LOSSES["sentence"]
+    torch.manual_seed(0)
+    teacher_states = torch.randn(4, 8, 16)
+    assert loss({"block_states": [teacher_states * 3]}, {"block_states": [teacher_states]}, None).item() < 1e-6
+    other = torch.randn(4, 8, 16, requires_grad=True)
+    value = loss({"block_states": [other]}, {"block_states": [teacher_states]}, None)
+    value.backward()
+    assert value.item() > 0.1 and other.grad.abs().sum() > 0
+    assert "sentence" not in LOSSES and "sentence" not in RefineConfig(train_files=["x.txt"]).losses
+    assert RefineConfig(train_files=["x.txt"], losses=["hidden", "sentence"]).losses == ["hidden", "sentence"]

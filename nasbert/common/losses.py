@@ -73,6 +73,7 @@ class DistillationLoss:
     needs: frozenset[str] = frozenset()  # teacher features
     student_needs: frozenset[str] = frozenset()  # student features
     requires: tuple[str, ...] = ()  # other entries that are always used with this one
+    default: bool = True  # in the default `--losses` (an opt-in loss says False)
     label: str = "loss"  # how notes name it: "{student} has no attention layer: its {label} is left out"
 
     def weight(self, config: Any, active: Collection[str]) -> float:
@@ -151,9 +152,28 @@ class AttentionLoss(DistillationLoss):
         return attention + values
 
 
+class SentenceLoss(DistillationLoss):
+    """What sentence-embedding use reads (cosine of mean-pooled final states, bench/sts_zero_shot.py): each
+    sequence's final states mean-pooled (B, H) and L2-normalised, then the MSE of the student's (B, B) cosine
+    similarities against the teacher's plus the mean 1 - cosine of each sequence's embedding with the teacher's.
+    Opt-in (`--losses ... sentence`): not in the default set."""
+
+    needs = frozenset({"block_states"})
+    student_needs = frozenset({"block_states"})
+    default = False
+    label = "sentence-embedding loss"
+
+    def __call__(self, student: Mapping[str, Any], teacher: Mapping[str, Any], config: Any) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        s = F.normalize(student["block_states"][-1].float().mean(dim=1), dim=-1)  # (B, H); refinement has no padding
+        t = F.normalize(teacher["block_states"][-1].float().mean(dim=1), dim=-1)  # (B, H)
+        return F.mse_loss(s @ s.T, t @ t.T) + (1 - (s * t).sum(-1)).mean()
+
+
 # Refinement losses, in the order they are computed, logged and summed.
 REFINE_LOSSES: dict[str, DistillationLoss] = {"mlm": MlmLoss(), "kl": KlLoss(), "hidden": HiddenLoss(),
-                                              "attention": AttentionLoss()}
+                                              "attention": AttentionLoss(), "sentence": SentenceLoss()}
 
 
 def register_loss(name: str, loss: DistillationLoss,
