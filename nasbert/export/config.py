@@ -13,7 +13,8 @@ from nasbert.errors import UserError
 from nasbert.train_supernet.config import check_numbers
 
 INITS = ("supernet", "etd-impt", "etd-rand", "hybrid", "teacher-layers", "scratch")  # how a student's weights start
-LOSSES = tuple(name for name, loss in REFINE_LOSSES.items() if loss.default)  # the default; validation reads the live registry
+# The default --losses (opt-in entries left out); validation reads the live registry.
+LOSSES = tuple(name for name, loss in REFINE_LOSSES.items() if loss.default)
 # What an export --resume may change without changing the refinement it continues.
 RESUMABLE_CHANGES = {"save_every", "keep_checkpoints", "log_every", "resume", "device", "output"}
 
