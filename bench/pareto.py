@@ -196,16 +196,17 @@ def task_folders(args: argparse.Namespace, builtin: dict[str, Path]) -> dict[str
     text columns). --tasks defaults to the --task ones if any, else the built-in ones. Exits with one sentence on
     a taken name, a folder without both files, or a --tasks / --task-* name of no task."""
     flags = {name: list(spec["flags"]) for name, spec in TASKS.items()}
-    folders = dict(builtin)
+    files = {name: {stem: task_file(Path(folder), stem) for stem in ("train", "dev")}
+             for name, folder in builtin.items()}
     for name, folder in args.task or []:
-        if name in folders:
+        if name in files:
             sys.exit(f"error: --task {name}={folder}: the name {name} is taken (built-in or given twice); "
                      "give the task another")
-        missing = [stem for stem in ("train", "dev") if task_file(Path(folder), stem) is None]
+        files[name], flags[name] = {stem: task_file(Path(folder), stem) for stem in ("train", "dev")}, []
+        missing = [stem for stem, path in files[name].items() if path is None]
         if missing:
             sys.exit(f"error: --task {name}={folder}: no {missing[0]}.tsv (or .csv, .jsonl) there; a task folder "
                      "holds train and dev")
-        folders[name], flags[name] = Path(folder), []
     if args.tasks is None:
         args.tasks = [name for name, _ in args.task] if args.task else list(TASKS)
     named = [("--tasks", task) for task in args.tasks]
@@ -213,13 +214,12 @@ def task_folders(args: argparse.Namespace, builtin: dict[str, Path]) -> dict[str
                                                                      "task_lr")
               for task, _ in getattr(args, option) or []]
     for option, task in named:
-        if task not in folders:
-            sys.exit(f"error: {option} {task}: no such task; the tasks are {', '.join(folders)} (--task NAME=DIR "
+        if task not in files:
+            sys.exit(f"error: {option} {task}: no such task; the tasks are {', '.join(files)} (--task NAME=DIR "
                      "adds one)")
     for name, text in args.task_flags or []:
         flags[name] = shlex.split(text)
-    return {name: {"train": task_file(Path(folders[name]), "train"), "dev": task_file(Path(folders[name]), "dev"),
-                   "flags": flags[name]} for name in args.tasks}
+    return {name: {**files[name], "flags": flags[name]} for name in args.tasks}
 
 
 def task_finetune(args: argparse.Namespace, task: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import shlex
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from doc_commands import bash_lines
 
 from nasbert.cli import main
 from nasbert.commands.base import COMMANDS, add_config_arguments, build_parser, config_from_args, given_values
@@ -280,13 +280,7 @@ def test_export_flags_build_the_options_they_always_did():
 @pytest.mark.parametrize("document", ["README.md", "docs/benchmarks.md"])
 def test_every_command_line_in_the_docs_parses(document: str):
     """The README's and the benchmark log's `nasbert ...` lines use flags that exist (parsed, not run)."""
-    readme = (Path(__file__).resolve().parents[1] / document).read_text()
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith("nasbert "):
-                lines.append(line)
+    lines = [line for line in bash_lines(document) if line.startswith("nasbert ")]
     assert len(lines) >= 5
     parser = build_parser()
     for line in lines:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from doc_commands import bash_lines
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -194,20 +195,17 @@ def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_s
     pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)  # each seed leaves 10 out
 
 
-def _pareto_lines(text: str) -> list[list[str]]:
-    """Every `python bench/pareto.py ...` line of the bash blocks in `text`, `$F` expanded from the latest
-    `F="..."` at or before its block (later runs say "$F as above")."""
-    import re
+def _pareto_lines(document: str) -> list[list[str]]:
+    """Every `python bench/pareto.py ...` line the document shows, `$F` expanded from the latest `F="..."` before
+    it (later runs say "$F as above")."""
     import shlex
 
-    lines, common = [], None
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        joined = block.replace("\\\n", " ")
-        common = (re.search(r'^F="(.*?)"', joined, flags=re.M | re.S) or common)
-        for line in joined.splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith("python bench/pareto.py"):
-                lines.append(shlex.split(line.replace("$F", common.group(1) if common else "$F"))[2:])
+    lines, common = [], "$F"
+    for line in bash_lines(document):
+        if line.startswith('F="') and line.endswith('"'):
+            common = line[3:-1]
+        elif line.startswith("python bench/pareto.py"):
+            lines.append(shlex.split(line.replace("$F", common))[2:])
     return lines
 
 
@@ -217,7 +215,7 @@ def test_every_pareto_command_in_the_docs_parses(pareto, document: str, monkeypa
     checks main() makes before any stage runs (an lr grid needs --held-out-rows, ...); the documented task folders
     are taken to hold their files."""
     monkeypatch.setattr(pareto, "task_file", lambda folder, stem: Path(folder) / f"{stem}.tsv")
-    lines = _pareto_lines((BENCH.parent / document).read_text())
+    lines = _pareto_lines(document)
     assert len(lines) >= 2
     for argv in lines:
         assert "$F" not in argv, f"{document}: $F used without F=... in its block"
