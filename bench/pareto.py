@@ -503,7 +503,7 @@ def summary(work: Path, args: argparse.Namespace, log: dict, budgets: dict) -> N
              f"({', '.join(f'1/{1 / f:g}' for f in budgets)}); {args.seeds} seed(s)"
              + (" - SMOKE SETTING, figures meaningless" if args.smoke else ""), ""]
     verdicts = {}
-    every = dict.fromkeys([*TASKS, *(getattr(args, "tasks", None) or [])])  # built-in, then --task ones
+    every = dict.fromkeys([*TASKS, *args.tasks])  # built-in (an earlier run's too), then --task ones
     for task in (t for t in every if (work / f"{args.compare_name}-{t}" / "compare.json").is_file()):  # every run's
         compared = json.loads((work / f"{args.compare_name}-{task}" / "compare.json").read_text())
         metric = compared["metric"]

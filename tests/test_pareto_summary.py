@@ -35,7 +35,7 @@ def test_summary_judges_each_budget_and_names_tagged_infeasible_budgets(pareto, 
     (tmp_path / "compare-sst2").mkdir()
     (tmp_path / "compare-sst2" / "compare.json").write_text(json.dumps({"metric": "accuracy", "models": models}))
     log = {"teacher_ms": 40.0, "infeasible": {"MFxM-0.125": "search found no student measuring within 5ms"}}
-    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare")
+    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare", tasks=["sst2"])
     pareto.summary(tmp_path, args, log, {0.5: "20.0000ms", 0.125: "5.0000ms"})
 
     text = (tmp_path / "pareto.md").read_text()
@@ -63,7 +63,7 @@ def test_summary_shows_stalled_seeds_and_the_zero_shot_margins(pareto, tmp_path:
     (tmp_path / "zero-shot-compare-stsb.json").write_text(json.dumps({"margins": [
         {"budget_ms": 10.0, "searched": "searched-MFxM-etd-impt-0.25", "baseline": "width-10.0000ms",
          "margin": -0.1376}]}))
-    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare")
+    args = argparse.Namespace(seeds=2, smoke=False, compare_name="compare", tasks=["stsb"])
     pareto.summary(tmp_path, args, {"teacher_ms": 40.0}, {0.25: "10.0000ms"})
 
     text = (tmp_path / "pareto.md").read_text()
